@@ -1,0 +1,3 @@
+"""labelmill: a self-hosted, open data-labeling platform."""
+
+__version__ = "0.1.0"
