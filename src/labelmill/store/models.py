@@ -187,9 +187,7 @@ class Consensus(Base):
     __tablename__ = "consensus"
     __table_args__ = (Index("ix_consensus_project", "project_id"),)
 
-    item_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
-    )
+    item_id: Mapped[int] = mapped_column(BigId, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     value: Mapped[dict[str, Any]] = mapped_column(JSONType)
     confidence: Mapped[float | None] = mapped_column(Float)

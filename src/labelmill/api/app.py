@@ -1,0 +1,54 @@
+"""The ASGI application. ``create_app`` takes its database and media store as arguments, so
+tests and several server processes build exactly the app they need (no module globals)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+from labelmill import __version__
+from labelmill.api.errors import install_error_handlers
+from labelmill.api.limits import BodyLimitMiddleware
+from labelmill.api.routes import auth, exports, imports, items, jobs, members, projects, tokens, users
+from labelmill.config import Settings, get_settings
+from labelmill.store.engine import Database
+from labelmill.store.media import LocalMediaStore, MediaStore
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(db: Database, *, media: MediaStore | None = None, settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="labelmill",
+        version=__version__,
+        description="Self-hosted data labeling. Authenticate with `Authorization: Token <token>` "
+        "(`labelmill token create NAME`). Lists answer `{results, next_cursor}`.",
+        docs_url="/docs",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+    )
+    app.state.db = db
+    app.state.media = media or LocalMediaStore(settings.resolved_media_dir())
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=16 * 1024 * 1024, max_upload_bytes=settings.max_upload_bytes
+    )
+    for module in (auth, users, tokens, projects, members, items, imports, exports, jobs):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    @app.get("/api/v1/health", tags=["meta"], summary="Liveness and database check")
+    def health() -> dict[str, str]:
+        with db.session() as session:
+            session.connection().exec_driver_sql("SELECT 1")
+        return {"status": "ok", "version": __version__, "database": db.dialect}
+
+    @app.get("/", include_in_schema=False, response_class=HTMLResponse)
+    def home() -> str:
+        return (
+            "<!doctype html><title>labelmill</title><h1>labelmill</h1>"
+            "<p>The labeling UI arrives in the next release. The REST API is at "
+            '<a href="/docs">/docs</a>.</p>'
+        )
+
+    return app

@@ -1,0 +1,72 @@
+"""Request-scoped dependencies: the database session and the calling user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from labelmill.services import users as user_service
+from labelmill.services.errors import Forbidden, Unauthorized
+from labelmill.store.engine import Database
+from labelmill.store.media import MediaStore
+from labelmill.store.models import User
+
+SESSION_COOKIE = "labelmill_session"
+CSRF_HEADER = "x-requested-with"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_media(request: Request) -> MediaStore:
+    media: MediaStore = request.app.state.media
+    return media
+
+
+def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    with db.session() as session:
+        yield session
+
+
+def _secret_from(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not secret.strip():
+            raise Unauthorized("Authorization header must be 'Token <token>'")
+        return secret.strip(), "api"
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        # A cookie rides along on cross-site requests; a custom header cannot be sent
+        # cross-origin without CORS, which this server never grants. That blocks CSRF.
+        if request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
+            raise Forbidden(f"cookie-authenticated {request.method} needs the X-Requested-With header")
+        return cookie, "session"
+    return None
+
+
+def current_user(request: Request, session: Annotated[Session, Depends(get_session)]) -> User:
+    found = _secret_from(request)
+    if found is None:
+        raise Unauthorized("authentication required: send 'Authorization: Token <token>'")
+    secret, kind = found
+    return user_service.authenticate_token(session, secret, kind=None if kind == "api" else "session")
+
+
+def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
+    if user.role != "admin":
+        raise Forbidden("this needs the admin role")
+    return user
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+UserDep = Annotated[User, Depends(current_user)]
+AdminDep = Annotated[User, Depends(admin_user)]
+DbDep = Annotated[Database, Depends(get_db)]
+MediaDep = Annotated[MediaStore, Depends(get_media)]

@@ -1,0 +1,145 @@
+"""Request and response bodies. Requests are strict (no ``"1"`` for 1, no ``false`` for 0)
+and reject unknown fields, so a typo is an error instead of a silently ignored setting."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Page(BaseModel, Generic[T]):
+    results: list[T]
+    next_cursor: str | None = None
+
+
+class LoginIn(Strict):
+    name: str
+    password: str
+
+
+class UserIn(Strict):
+    name: str = Field(min_length=1, max_length=150)
+    role: Literal["admin", "member"] = "member"
+    password: str | None = Field(default=None, min_length=8)
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: str
+    is_active: bool
+
+
+class TokenIn(Strict):
+    name: str = Field(default="", max_length=150)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime | None
+    last_used_at: datetime | None = None
+
+
+class NewTokenOut(TokenOut):
+    token: str = Field(description="The secret; shown once, store it now.")
+
+
+class ProjectIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    label_schema: dict[str, Any] = Field(alias="schema", description="{'controls': [...]} (DESIGN.md)")
+    settings: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+    instructions: str = ""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class ProjectPatch(Strict):
+    name: str | None = None
+    label_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    settings: dict[str, Any] | None = None
+    description: str | None = None
+    instructions: str | None = None
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+
+
+class ProjectOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    instructions: str
+    label_schema: dict[str, Any] = Field(serialization_alias="schema")
+    settings: dict[str, Any]
+    role: str = Field(description="The caller's role in this project.")
+    item_count: int | None = None
+    created_at: datetime | None
+
+
+class MemberIn(Strict):
+    user: str | int = Field(description="User id or name.")
+    role: Literal["manager", "reviewer", "annotator"]
+
+
+class MemberPatch(Strict):
+    role: Literal["manager", "reviewer", "annotator"] | None = None
+    paused: bool | None = None
+    pause_reason: str | None = None
+
+
+class MemberOut(BaseModel):
+    user_id: int
+    name: str
+    role: str
+    paused: bool
+    pause_reason: str | None
+
+
+class ItemOut(BaseModel):
+    id: int
+    external_id: str
+    data: dict[str, Any]
+    meta: dict[str, Any] | None = None
+    priority: float
+    annotation_count: int
+    created_at: datetime | None
+    is_gold: bool | None = Field(default=None, description="Managers only.")
+    gold: dict[str, Any] | None = Field(default=None, description="Managers only.")
+
+
+class AnnotationOut(BaseModel):
+    id: int
+    annotator_id: int | None
+    value: dict[str, Any]
+    status: str
+    lead_seconds: float | None
+    created_at: datetime | None
+
+
+class ItemDetailOut(ItemOut):
+    annotations: list[AnnotationOut] = Field(default_factory=list)
+
+
+class JobOut(BaseModel):
+    id: int
+    project_id: int | None
+    kind: str
+    status: str
+    params: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    progress_done: int
+    progress_total: int | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None

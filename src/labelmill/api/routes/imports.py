@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
+from labelmill.api.models import JobOut
+from labelmill.formats import read_any, scan_media_folder
+from labelmill.formats.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from labelmill.formats.records import FormatError
+from labelmill.services import jobs as job_service
+from labelmill.services import projects as project_service
+from labelmill.services.errors import Invalid
+from labelmill.services.ingest import import_records, iter_all
+from labelmill.store.media import safe_media_name
+from labelmill.store.models import Job
+
+router = APIRouter(tags=["imports"])
+
+
+def _save_uploads(files: list[UploadFile], folder: Path) -> tuple[list[tuple[Path, str]], bool]:
+    """Write uploads under ``folder``; names are untrusted, so each must be a safe relative name."""
+    saved: list[tuple[Path, str]] = []
+    media = 0
+    for upload in files:
+        raw_name = upload.filename or "upload"
+        try:
+            name = safe_media_name(raw_name)
+        except ValueError as exc:
+            raise Invalid(f"file name {raw_name!r} is not allowed: {exc}", field="files") from None
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            shutil.copyfileobj(upload.file, out, 1024 * 1024)
+        saved.append((target, name))
+        media += target.suffix.lower() in IMAGE_EXTENSIONS | AUDIO_EXTENSIONS
+    if media and media != len(saved):
+        raise Invalid("upload either data files (JSONL, CSV, ...) or media files, not both", field="files")
+    return saved, bool(media)
+
+
+@router.post(
+    "/projects/{project_id}/imports",
+    response_model=JobOut,
+    status_code=201,
+    summary="Upload files and import them as items, all or nothing",
+)
+async def create_import(
+    project_id: int,
+    user: UserDep,
+    session: SessionDep,
+    db: DbDep,
+    media: MediaDep,
+    files: list[UploadFile] = File(..., description="JSONL, CSV, Parquet, Label Studio JSON, or media files"),
+    format: str | None = Form(None, description="jsonl, csv, parquet, labelstudio; default: by extension"),
+    on_duplicate: Literal["reject", "update", "skip"] = Form("reject"),
+) -> Any:
+    project_service.project_for(session, user, project_id, project_service.MANAGE)
+    session.commit()
+    with tempfile.TemporaryDirectory(prefix="labelmill-upload-") as tmp:
+        saved, is_media = _save_uploads(files, Path(tmp))
+        params = {"files": [n for _, n in saved], "format": format, "on_duplicate": on_duplicate}
+        job_id = job_service.create_job(db, "import", project_id=project_id, params=params, user=user)
+
+        def run() -> dict[str, int]:
+            if is_media:
+                records = scan_media_folder(Path(tmp))
+            else:
+                records = iter_all(read_any(path, format, source_name=name) for path, name in saved)
+            done = 0
+
+            def progress(n: int) -> None:
+                nonlocal done
+                done += n
+                job_service.report_progress(db, job_id, done)
+
+            return import_records(
+                db, project_id, records, on_duplicate=on_duplicate, media=media, progress=progress
+            ).as_dict()
+
+        try:
+            result = await run_in_threadpool(run)
+        except FormatError as exc:
+            job_service.finish_job(db, job_id, error=str(exc))
+            raise
+        except Exception as exc:
+            job_service.finish_job(db, job_id, error=f"{type(exc).__name__}: {exc}")
+            raise
+        job_service.finish_job(db, job_id, result=result)
+    with db.session() as fresh:
+        job = fresh.get(Job, job_id)
+        return JobOut.model_validate(job, from_attributes=True)

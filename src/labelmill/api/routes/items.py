@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import mimetypes
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import FileResponse, StreamingResponse
+
+from labelmill.api.deps import MediaDep, SessionDep, UserDep
+from labelmill.api.models import AnnotationOut, ItemDetailOut, ItemOut, Page
+from labelmill.services import items as item_service
+from labelmill.services import projects as project_service
+from labelmill.services.errors import NotFound
+from labelmill.store.media import LocalMediaStore, media_key
+
+router = APIRouter(tags=["items"])
+
+
+@router.get(
+    "/projects/{project_id}/items",
+    response_model=Page[ItemOut],
+    summary="Items, oldest first, one page at a time (keyset: pass next_cursor back as cursor)",
+)
+def list_items(
+    project_id: int,
+    user: UserDep,
+    session: SessionDep,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = None,
+    is_gold: bool | None = Query(None, description="Managers only."),
+    has_consensus: bool | None = None,
+    min_annotations: int | None = Query(None, ge=0),
+    max_annotations: int | None = Query(None, ge=0),
+    external_id: str | None = None,
+) -> Page[ItemOut]:
+    project_service.project_for(session, user, project_id, project_service.READ)
+    managers = project_service.role_in(session, user, project_id) == "manager"
+    filt = item_service.ItemFilter(
+        is_gold=is_gold if managers else None,
+        has_consensus=has_consensus,
+        min_annotations=min_annotations,
+        max_annotations=max_annotations,
+        external_id=external_id,
+    )
+    rows, next_cursor = item_service.list_items(session, project_id, limit=limit, cursor=cursor, filt=filt)
+    return Page[ItemOut](
+        results=[ItemOut(**item_service.item_summary(i, with_gold=managers)) for i in rows],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get(
+    "/projects/{project_id}/items/{item_id}",
+    response_model=ItemDetailOut,
+    summary="One item with its annotations",
+)
+def get_item(project_id: int, item_id: int, user: UserDep, session: SessionDep) -> ItemDetailOut:
+    project_service.project_for(session, user, project_id, project_service.READ)
+    managers = project_service.role_in(session, user, project_id) == "manager"
+    item = item_service.get_item(session, project_id, item_id)
+    anns = [
+        AnnotationOut.model_validate(a, from_attributes=True)
+        for a in item_service.item_annotations(session, item.id)
+    ]
+    return ItemDetailOut(**item_service.item_summary(item, with_gold=managers), annotations=anns)
+
+
+@router.delete(
+    "/projects/{project_id}/items/{item_id}", status_code=204, summary="Delete an item and its labels"
+)
+def delete_item(project_id: int, item_id: int, user: UserDep, session: SessionDep) -> Response:
+    project_service.project_for(session, user, project_id, project_service.MANAGE)
+    item_service.delete_item(session, project_id, item_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/media/{project_id}/{name:path}",
+    summary="A media file of a project (members only)",
+    response_class=FileResponse,
+    response_model=None,
+)
+def get_media(project_id: int, name: str, user: UserDep, session: SessionDep, media: MediaDep) -> Response:
+    project_service.project_for(session, user, project_id)
+    key = media_key(f"{project_id}/{name}")
+    try:
+        if not media.exists(key):
+            raise NotFound(f"no media file {name!r}", field="name")
+    except ValueError:
+        raise NotFound(f"no media file {name!r}", field="name") from None
+    if isinstance(media, LocalMediaStore):
+        return FileResponse(media.path(key))
+    return StreamingResponse(
+        media.open(key), media_type=mimetypes.guess_type(name)[0] or "application/octet-stream"
+    )

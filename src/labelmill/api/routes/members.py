@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from labelmill.api.deps import SessionDep, UserDep
+from labelmill.api.models import MemberIn, MemberOut, MemberPatch, Page
+from labelmill.services import projects as project_service
+from labelmill.services import users as user_service
+from labelmill.store.models import Member, User
+
+router = APIRouter(tags=["members"])
+
+
+def member_out(member: Member, user: User) -> MemberOut:
+    return MemberOut(
+        user_id=user.id,
+        name=user.name,
+        role=member.role,
+        paused=member.paused,
+        pause_reason=member.pause_reason,
+    )
+
+
+@router.get(
+    "/projects/{project_id}/members", response_model=Page[MemberOut], summary="Members and their roles"
+)
+def list_members(project_id: int, user: UserDep, session: SessionDep) -> Page[MemberOut]:
+    project = project_service.project_for(session, user, project_id, project_service.MANAGE)
+    rows = project_service.list_members(session, project)
+    return Page[MemberOut](results=[member_out(m, u) for m, u in rows])
+
+
+@router.post(
+    "/projects/{project_id}/members",
+    response_model=MemberOut,
+    status_code=201,
+    summary="Add a member (or change their role)",
+)
+def add_member(project_id: int, body: MemberIn, user: UserDep, session: SessionDep) -> MemberOut:
+    project = project_service.project_for(session, user, project_id, project_service.MANAGE)
+    target = user_service.get_user(session, body.user)
+    member = project_service.add_member(session, project, target, body.role)
+    return member_out(member, target)
+
+
+@router.patch(
+    "/projects/{project_id}/members/{user_id}",
+    response_model=MemberOut,
+    summary="Change a member's role, or pause / resume them",
+)
+def patch_member(
+    project_id: int, user_id: int, body: MemberPatch, user: UserDep, session: SessionDep
+) -> MemberOut:
+    project = project_service.project_for(session, user, project_id, project_service.MANAGE)
+    member = project_service.get_member(session, project, user_id)
+    if body.role is not None:
+        member.role = body.role
+    if body.paused is not None:
+        member.paused = body.paused
+        member.pause_reason = body.pause_reason if body.paused else None
+    session.flush()
+    return member_out(member, user_service.get_user(session, user_id))
+
+
+@router.delete("/projects/{project_id}/members/{user_id}", status_code=204, summary="Remove a member")
+def remove_member(project_id: int, user_id: int, user: UserDep, session: SessionDep) -> Response:
+    project = project_service.project_for(session, user, project_id, project_service.MANAGE)
+    project_service.remove_member(session, project, user_id)
+    return Response(status_code=204)

@@ -1,0 +1,552 @@
+"""The ``labelmill`` command. Every command that touches a database takes ``--db URL``
+(default: ``LABELMILL_DATABASE_URL``, else SQLite in ``LABELMILL_DATA_DIR``) and works
+without a running server. Errors are one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from labelmill import __version__
+
+app = typer.Typer(
+    help="labelmill: self-hosted data labeling. Start with `labelmill demo`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+member_app = typer.Typer(help="Manage project members.", no_args_is_help=True)
+project_app = typer.Typer(help="Manage projects.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(member_app, name="member")
+app.add_typer(project_app, name="project")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", help="Database URL (default: LABELMILL_DATABASE_URL, else SQLite in the data directory)."
+    ),
+]
+T = TypeVar("T")
+
+
+class UserRole(StrEnum):
+    admin = "admin"
+    member = "member"
+
+
+class MemberRole(StrEnum):
+    manager = "manager"
+    reviewer = "reviewer"
+    annotator = "annotator"
+
+
+class OnDuplicate(StrEnum):
+    reject = "reject"
+    update = "update"
+    skip = "skip"
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn every expected failure into one clear line instead of a traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    from labelmill.formats.records import FormatError
+    from labelmill.services.errors import LabelmillError
+
+    try:
+        yield
+    except (LabelmillError, FormatError) as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"database: {str(exc.orig).strip().splitlines()[0]}")
+    except (OSError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was stored by the unfinished command", 130)
+
+
+def database(url: str | None) -> Any:
+    from labelmill.store.engine import open_database
+
+    return open_database(url)
+
+
+def run(fn: Callable[[], T]) -> T:
+    with friendly_errors():
+        return fn()
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"labelmill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    pass
+
+
+# -- users and tokens ------------------------------------------------------------------------------
+
+
+@user_app.command("create")
+def user_create(
+    name: Annotated[str, typer.Argument(help="Login name.")],
+    role: Annotated[UserRole, typer.Option(help="Global role.")] = UserRole.member,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Create a user. Without --password-stdin the user logs in with API tokens only."""
+
+    def go() -> None:
+        from labelmill.services.users import create_user
+
+        password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+        with database(db).session() as session:
+            user = create_user(session, name, role=role.value, password=password)
+            typer.echo(f"created user {user.name!r} (id {user.id}, {user.role})")
+
+    run(go)
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="User name or id the token is for.")],
+    label: Annotated[str, typer.Option(help="A note to recognise the token by.")] = "cli",
+    db: DbOption = None,
+) -> None:
+    """Print a new API token for a user (shown once: store it)."""
+
+    def go() -> None:
+        from labelmill.services.users import create_token, get_user
+
+        with database(db).session() as session:
+            secret, _ = create_token(session, get_user(session, name), name=label)
+        typer.echo(secret)
+
+    run(go)
+
+
+# -- projects and members --------------------------------------------------------------------------
+
+
+def _read_structured(path: Path, what: str) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{path}: cannot read {what}: {exc.strerror}")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"{path}:{exc.lineno}: {what} is not valid JSON: {exc.msg}")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        fail(f"{path}{line}: {what} is not valid YAML: {getattr(exc, 'problem', exc)}")
+
+
+@project_app.command("create")
+def project_create(
+    name: Annotated[str, typer.Argument(help="Project name (unique).")],
+    schema: Annotated[
+        Path, typer.Option("--schema", help="Label schema file, JSON or YAML: {controls: [...]}.")
+    ],
+    overlap: Annotated[int | None, typer.Option(help="Labels each item gets (overrides --settings).")] = None,
+    settings: Annotated[
+        Path | None, typer.Option("--settings", help="Project settings file (JSON or YAML).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="Short description.")] = "",
+    instructions: Annotated[Path | None, typer.Option(help="Annotator instructions (Markdown file).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Create a project and print its id."""
+
+    def go() -> None:
+        from labelmill.services.projects import create_project
+
+        schema_obj = _read_structured(schema, "schema")
+        settings_obj = _read_structured(settings, "settings") if settings else {}
+        if not isinstance(settings_obj, dict):
+            fail(f"{settings}: settings must be an object")
+        if overlap is not None:
+            settings_obj["overlap"] = overlap
+            settings_obj.setdefault("max_overlap", max(overlap, settings_obj.get("max_overlap") or overlap))
+        text = instructions.read_text(encoding="utf-8") if instructions else ""
+        with database(db).session() as session:
+            project = create_project(
+                session, name, schema_obj, settings=settings_obj, description=description, instructions=text
+            )
+            typer.echo(project.id)
+
+    run(go)
+
+
+@project_app.command("list")
+def project_list(db: DbOption = None) -> None:
+    """List projects with their item counts."""
+
+    def go() -> None:
+        from sqlalchemy import func, select
+
+        from labelmill.store.models import Item, Project
+
+        with database(db).session() as session:
+            counts = dict(
+                session.execute(select(Item.project_id, func.count()).group_by(Item.project_id)).all()
+            )
+            for p in session.scalars(select(Project).order_by(Project.id)):
+                typer.echo(f"{p.id}\t{p.name}\t{counts.get(p.id, 0)} items")
+
+    run(go)
+
+
+@member_app.command("add")
+def member_add(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    user: Annotated[str, typer.Argument(help="User name or id.")],
+    role: Annotated[MemberRole, typer.Option(help="Role in the project.")],
+    db: DbOption = None,
+) -> None:
+    """Add a user to a project (or change their role)."""
+
+    def go() -> None:
+        from labelmill.services.projects import add_member, get_project
+        from labelmill.services.users import get_user
+
+        with database(db).session() as session:
+            p, u = get_project(session, project), get_user(session, user)
+            add_member(session, p, u, role.value)
+            typer.echo(f"{u.name} is now {role.value} of {p.name!r}")
+
+    run(go)
+
+
+# -- import and export -----------------------------------------------------------------------------
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.speed}/s"),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+        console=__import__("rich.console").console.Console(stderr=True),
+    )
+
+
+def _count_lines(path: Path) -> int | None:
+    if path.is_dir() or path.suffix.lower() not in (".jsonl", ".ndjson", ".csv"):
+        return None
+    count = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            count += chunk.count(b"\n")
+    return count
+
+
+@app.command("import")
+def import_(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    files: Annotated[
+        list[Path], typer.Argument(help="JSONL, CSV, Parquet, Label Studio JSON files, or media folders.")
+    ],
+    format: Annotated[
+        str | None,
+        typer.Option("--format", help="jsonl, csv, parquet, labelstudio or folder; default by extension."),
+    ] = None,
+    on_duplicate: Annotated[
+        OnDuplicate,
+        typer.Option(help="What an existing external_id does: reject the import, update it, or skip it."),
+    ] = OnDuplicate.reject,
+    db: DbOption = None,
+) -> None:
+    """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored."""
+
+    def go() -> None:
+        from labelmill.config import get_settings
+        from labelmill.formats import read_any
+        from labelmill.services.ingest import import_records, iter_all
+        from labelmill.services.projects import get_project
+        from labelmill.store.media import LocalMediaStore
+
+        for f in files:
+            if not f.exists():
+                fail(f"{f}: no such file or folder")
+        database_ = database(db)
+        with database_.session() as session:
+            project_id = get_project(session, project).id
+        totals = [_count_lines(f) for f in files]
+        total = sum(t for t in totals if t) if all(t is not None for t in totals) else None
+        media = LocalMediaStore(get_settings().resolved_media_dir())
+        with _progress() as bar:
+            task = bar.add_task("importing", total=total)
+            records = iter_all(read_any(f, format) for f in files)
+            result = import_records(
+                database_,
+                project_id,
+                records,
+                on_duplicate=on_duplicate.value,
+                media=media,
+                progress=lambda n: bar.advance(task, n),
+            )
+        summary = ", ".join(f"{v} {k}" for k, v in result.as_dict().items() if v)
+        typer.echo(f"imported into project {project_id}: {summary or 'nothing'}")
+
+    run(go)
+
+
+@app.command("export")
+def export(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file ('-' for stdout).")],
+    format: Annotated[str, typer.Option("--format", help="Export format: jsonl.")] = "jsonl",
+    db: DbOption = None,
+) -> None:
+    """Export a project's items with annotations, predictions and consensus."""
+
+    def go() -> None:
+        from labelmill.formats.jsonl_export import write_jsonl
+        from labelmill.services.export import iter_export_rows
+        from labelmill.services.projects import get_project, project_item_count
+
+        if format != "jsonl":
+            fail(f"unknown export format {format!r} (known: jsonl)")
+        database_ = database(db)
+        with database_.session() as session:
+            p = get_project(session, project)
+            total = project_item_count(session, p.id)
+        with _progress() as bar:
+            task = bar.add_task("exporting", total=total)
+
+            def rows() -> Iterator[dict[str, Any]]:
+                for row in iter_export_rows(database_, p.id):
+                    bar.advance(task)
+                    yield row
+
+            if str(out) == "-":
+                n = write_jsonl(rows(), sys.stdout)
+            else:
+                tmp = out.with_name(out.name + ".partial")
+                with tmp.open("w", encoding="utf-8") as fh:
+                    n = write_jsonl(rows(), fh)
+                os.replace(tmp, out)
+        typer.echo(f"exported {n} items to {out}", err=True)
+
+    run(go)
+
+
+# -- quality ---------------------------------------------------------------------------------------
+
+
+def _read_labels_csv(path: Path) -> tuple[list[str], list[str], list[str]]:
+    items: list[str] = []
+    workers: list[str] = []
+    labels: list[str] = []
+    try:
+        fh = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        fail(f"{path}: {exc.strerror}")
+    with fh:
+        reader = csv.reader(fh)
+        header = [h.strip().lower() for h in next(reader, [])]
+        if "item" not in header and "task" in header:
+            header[header.index("task")] = "item"
+        missing = [c for c in ("item", "worker", "label") if c not in header]
+        if missing:
+            fail(
+                f"{path}:1: missing column(s) {', '.join(missing)} "
+                "(need item,worker,label; task is accepted for item)"
+            )
+        ii, wi, li = header.index("item"), header.index("worker"), header.index("label")
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                fail(f"{path}:{lineno}: expected {len(header)} fields, found {len(row)}")
+            if row[li] == "":
+                fail(f"{path}:{lineno}: label: empty")
+            items.append(row[ii])
+            workers.append(row[wi])
+            labels.append(row[li])
+    if not labels:
+        fail(f"{path}: no labels")
+    return items, workers, labels
+
+
+def _method_help() -> str:
+    return (
+        "Aggregation method: mv, wawa, ds, one-coin, glad, mace "
+        "(default: ds, the most accurate on our benchmarks)."
+    )
+
+
+@app.command("aggregate")
+def aggregate(
+    labels: Annotated[
+        Path, typer.Argument(help="CSV with columns item,worker,label (task accepted for item).")
+    ],
+    method: Annotated[str | None, typer.Option("--method", help=_method_help())] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write item,label,confidence here (default stdout).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed for stochastic methods.")] = 0,
+) -> None:
+    """Aggregate crowd labels into one label per item with its confidence."""
+
+    def go() -> None:
+        from labelmill.quality.methods import DEFAULT_METHOD, make_aggregator
+
+        items, workers, values = _read_labels_csv(labels)
+        model = make_aggregator(method or DEFAULT_METHOD, random_state=seed)
+        model.fit({"item": items, "worker": workers, "label": values})
+        probas = model.predict_proba()
+        best = probas.argmax(axis=1)
+        fh = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+        try:
+            writer = csv.writer(fh)
+            writer.writerow(["item", "label", "confidence"])
+            for item, k, row in zip(model.items_, best, probas, strict=True):
+                writer.writerow([item, model.classes_[k], f"{row[k]:.6f}"])
+        finally:
+            if out:
+                fh.close()
+        if out:
+            typer.echo(f"wrote {len(model.items_)} items to {out}", err=True)
+
+    run(go)
+
+
+@app.command("agreement")
+def agreement(
+    labels: Annotated[
+        Path, typer.Argument(help="CSV with columns item,worker,label (task accepted for item).")
+    ],
+    metric: Annotated[
+        str, typer.Option("--metric", help="krippendorff, fleiss, cohen (mean pairwise) or percent.")
+    ] = "krippendorff",
+) -> None:
+    """Inter-annotator agreement of a label file."""
+
+    def go() -> None:
+        from labelmill.quality.agreement import AGREEMENT_METRICS
+
+        if metric not in AGREEMENT_METRICS:
+            fail(f"unknown metric {metric!r} (known: {', '.join(AGREEMENT_METRICS)})")
+        items, workers, values = _read_labels_csv(labels)
+        value = AGREEMENT_METRICS[metric]({"item": items, "worker": workers, "label": values})
+        typer.echo(f"{metric}\t{value:.6f}")
+
+    run(go)
+
+
+# -- server ----------------------------------------------------------------------------------------
+
+
+@app.command("migrate")
+def migrate_cmd(db: DbOption = None) -> None:
+    """Bring the database schema to the newest version (every command also does this)."""
+    run(lambda: database(db).dispose())
+    typer.echo("database is up to date")
+
+
+@app.command("serve")
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Server processes (use PostgreSQL for more than one).")] = 1,
+) -> None:
+    """Serve the REST API (and /docs)."""
+    import uvicorn
+
+    from labelmill.config import get_settings
+
+    url = db or get_settings().resolved_database_url()
+    with friendly_errors():
+        database(url).dispose()  # migrate once, before the workers start
+    os.environ["LABELMILL_DATABASE_URL"] = url
+    uvicorn.run(
+        "labelmill.api.server:build",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@app.command("demo")
+def demo(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    serve_: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the server after loading the demo.")
+    ] = True,
+) -> None:
+    """Load one demo project per data type, print the login, and start the server."""
+
+    def go() -> tuple[str, str]:
+        from labelmill.config import get_settings
+        from labelmill.services.demo import load_demo
+        from labelmill.store.media import LocalMediaStore
+
+        password = secrets.token_urlsafe(9)
+        database_ = database(db)
+        created = load_demo(
+            database_, LocalMediaStore(get_settings().resolved_media_dir()), password=password
+        )
+        for name, count in created:
+            typer.echo(f"  {name}: {count} items")
+        return "demo", password
+
+    name, password = run(go)
+    typer.echo(f"\nlabelmill {__version__} demo at http://{host}:{port}/  (API docs: /docs)")
+    typer.echo(f"login: {name}  password: {password}")
+    if serve_:
+        serve(db=db, host=host, port=port, workers=1)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""Import: stream records from a codec into a project, all or nothing.
+
+The whole import runs in one transaction; records are validated and written in batches so
+memory stays flat however large the file. Any bad record aborts the transaction with a
+``file:line: field: reason`` error and media files copied so far are removed, so a failed
+import leaves the project exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from labelmill.formats.records import FormatError, ImportRecord
+from labelmill.schema import AnnotationValueError, LabelSchema, check_value
+from labelmill.services.projects import load_schema
+from labelmill.services.users import get_or_create_annotator
+from labelmill.store.bulk import ItemRow, insert_items, update_items
+from labelmill.store.engine import Database
+from labelmill.store.media import KEY_PREFIX, MediaStore, safe_media_name
+from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project
+
+OnDuplicate = Literal["reject", "update", "skip"]
+ON_DUPLICATE = ("reject", "update", "skip")
+BATCH = 5000
+MEDIA_SCHEME = "media://"
+
+
+def media_url(key: str) -> str:
+    """How item data refers to a stored media file: ``media://<project_id>/<name>``."""
+    return MEDIA_SCHEME + key.removeprefix(KEY_PREFIX)
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    predictions: int = 0
+    annotations: int = 0
+    media_files: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "predictions": self.predictions,
+            "annotations": self.annotations,
+            "media_files": self.media_files,
+        }
+
+
+def _dumps(value: Any, rec: ImportRecord, where: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise FormatError(rec.source, rec.line, where, "NaN or Infinity is not valid JSON") from None
+
+
+class _Importer:
+    def __init__(
+        self, session: Session, project: Project, on_duplicate: OnDuplicate, media: MediaStore | None
+    ) -> None:
+        self.session = session
+        self.conn: Connection = session.connection()
+        self.project = project
+        self.schema: LabelSchema = load_schema(project.label_schema)
+        self.sources = {c.name: c.source for c in self.schema.controls}
+        self.on_duplicate = on_duplicate
+        self.media = media
+        self.media_written: list[str] = []
+        self.result = ImportResult()
+        self.annotators: dict[str, int] = {}
+        # Items with a larger id than this were created by this very import.
+        self.max_id_before = session.scalar(select(func.max(Item.id))) or 0
+
+    # -- validation --------------------------------------------------------------------------
+    def _check(self, rec: ImportRecord) -> None:
+        for control, source in self.sources.items():
+            if source not in rec.data:
+                raise FormatError(
+                    rec.source, rec.line, f"data.{source}", f"missing (control {control!r} labels this field)"
+                )
+        media = (rec.meta or {}).get("media") or {}
+        checks: list[tuple[str, Any]] = [("gold", rec.gold)] if rec.gold is not None else []
+        checks += [(f"predictions[{i}].value", p["value"]) for i, p in enumerate(rec.predictions)]
+        checks += [(f"annotations[{i}].value", a["value"]) for i, a in enumerate(rec.annotations)]
+        if rec.consensus is not None:
+            checks.append(("consensus.value", rec.consensus.get("value")))
+        for where, value in checks:
+            try:
+                check_value(self.schema, value, data=rec.data, media=media, partial=True)
+            except AnnotationValueError as exc:
+                issue = exc.issues[0]
+                raise FormatError(rec.source, rec.line, f"{where}.{issue.path}", issue.message) from None
+
+    def _copy_media(self, rec: ImportRecord) -> None:
+        if not rec.media_files:
+            return
+        if self.media is None:
+            raise FormatError(rec.source, rec.line, "", "media files need a media store")
+        for data_field, path in rec.media_files:
+            try:
+                name = safe_media_name(f"{self.project.id}/{rec.external_id or path.name}")
+            except ValueError as exc:
+                raise FormatError(rec.source, rec.line, f"data.{data_field}", str(exc)) from None
+            key = self.media.put_file(path, name)
+            self.media_written.append(key)
+            rec.data[data_field] = media_url(key)
+            self.result.media_files += 1
+
+    # -- writing -----------------------------------------------------------------------------
+    def run(self, records: Iterable[ImportRecord], progress: Callable[[int], None] | None) -> ImportResult:
+        batch: list[ImportRecord] = []
+        for rec in records:
+            batch.append(rec)
+            if len(batch) >= BATCH:
+                self._write(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            self._write(batch)
+            if progress:
+                progress(len(batch))
+        return self.result
+
+    def _write(self, batch: list[ImportRecord]) -> None:
+        pid = self.project.id
+        by_ext: dict[str, ImportRecord] = {}
+        for rec in batch:
+            if rec.external_id is None:
+                rec.external_id = _new_external_id()
+            first = by_ext.get(rec.external_id)
+            if first is not None and self.on_duplicate == "reject":
+                raise FormatError(
+                    rec.source,
+                    rec.line,
+                    "external_id",
+                    f"duplicate {rec.external_id!r} (also at {first.source}:{first.line})",
+                )
+            self._check(rec)
+            by_ext[rec.external_id] = rec  # under update/skip the last line of a duplicate wins
+        existing = self._existing(list(by_ext))
+        new_rows: list[ItemRow] = []
+        changed_rows: list[ItemRow] = []
+        written: list[ImportRecord] = []
+        for ext, rec in by_ext.items():
+            if ext in existing:
+                if self.on_duplicate == "reject":
+                    where = (
+                        "earlier in this import" if existing[ext] > self.max_id_before else "in the project"
+                    )
+                    raise FormatError(
+                        rec.source,
+                        rec.line,
+                        "external_id",
+                        f"{ext!r} already exists {where} (choose --on-duplicate update or skip)",
+                    )
+                if self.on_duplicate == "skip":
+                    self.result.skipped += 1
+                    continue
+            self._copy_media(rec)
+            row: ItemRow = (
+                pid,
+                ext,
+                _dumps(rec.data, rec, "data"),
+                _dumps(rec.meta, rec, "meta") if rec.meta is not None else None,
+                _dumps(rec.gold, rec, "gold") if rec.gold is not None else None,
+                rec.gold is not None,
+                0.0,
+                len(rec.annotations),
+            )
+            (changed_rows if ext in existing else new_rows).append(row)
+            written.append(rec)
+        self.result.skipped += len(batch) - len(by_ext) if self.on_duplicate != "reject" else 0
+        insert_items(self.conn, new_rows)
+        update_items(self.conn, changed_rows)
+        self.result.created += len(new_rows)
+        self.result.updated += len(changed_rows)
+        dependents = [r for r in written if r.predictions or r.annotations or r.consensus is not None]
+        if dependents:
+            self._write_dependents(dependents, updated={r[1] for r in changed_rows})
+
+    def _existing(self, external_ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(external_ids), 1000):
+            chunk = external_ids[start : start + 1000]
+            stmt = select(Item.external_id, Item.id).where(
+                Item.project_id == self.project.id, Item.external_id.in_(chunk)
+            )
+            found.update({e: i for e, i in self.conn.execute(stmt)})
+        return found
+
+    def _write_dependents(self, recs: list[ImportRecord], updated: set[str]) -> None:
+        pid = self.project.id
+        ids = self._existing([r.external_id for r in recs if r.external_id])
+        predictions: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        for rec in recs:
+            item_id = ids[rec.external_id or ""]
+            if rec.external_id in updated:
+                self._replace_dependents(item_id, rec)
+            for p in rec.predictions:
+                predictions.append(
+                    {
+                        "project_id": pid,
+                        "item_id": item_id,
+                        "value": p["value"],
+                        "score": p.get("score"),
+                        "model_version": p.get("model_version") or "",
+                    }
+                )
+            for a in rec.annotations:
+                annotations.append(
+                    {
+                        "project_id": pid,
+                        "item_id": item_id,
+                        "annotator_id": self._annotator(a.get("annotator")),
+                        "value": a["value"],
+                        "lead_seconds": a.get("lead_seconds"),
+                        "status": a.get("status") or "submitted",
+                    }
+                )
+            if rec.consensus is not None:
+                self.conn.execute(delete(Consensus).where(Consensus.item_id == item_id))
+                c = rec.consensus
+                self.conn.execute(
+                    insert(Consensus).values(
+                        item_id=item_id,
+                        project_id=pid,
+                        value=c.get("value"),
+                        confidence=c.get("confidence"),
+                        method=str(c.get("method") or "imported"),
+                        auto=bool(c.get("auto", False)),
+                    )
+                )
+        if predictions:
+            self.conn.execute(insert(Prediction), predictions)
+            self.result.predictions += len(predictions)
+        if annotations:
+            self.conn.execute(insert(Annotation), annotations)
+            self.result.annotations += len(annotations)
+
+    def _replace_dependents(self, item_id: int, rec: ImportRecord) -> None:
+        """Under ``--on-duplicate update`` a re-import replaces what it carries, so it is idempotent."""
+        versions = {p.get("model_version") or "" for p in rec.predictions}
+        if versions:
+            self.conn.execute(
+                delete(Prediction).where(
+                    Prediction.item_id == item_id, Prediction.model_version.in_(versions)
+                )
+            )
+        annotators = [self._annotator(a.get("annotator")) for a in rec.annotations]
+        if annotators:
+            self.conn.execute(
+                delete(Annotation).where(
+                    Annotation.item_id == item_id, Annotation.annotator_id.in_(annotators)
+                )
+            )
+        count = select(func.count()).select_from(Annotation).where(Annotation.item_id == item_id)
+        self.conn.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(annotation_count=count.scalar_subquery() + len(rec.annotations))
+        )
+
+    def _annotator(self, name: Any) -> int | None:
+        if name is None:
+            return None
+        key = str(name)
+        if key not in self.annotators:
+            self.annotators[key] = get_or_create_annotator(self.session, key).id
+        return self.annotators[key]
+
+    def cleanup_media(self) -> None:
+        if self.media is not None:
+            for key in self.media_written:
+                self.media.delete(key)
+
+
+def _new_external_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def import_records(
+    db: Database,
+    project_id: int,
+    records: Iterable[ImportRecord],
+    *,
+    on_duplicate: OnDuplicate = "reject",
+    media: MediaStore | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportResult:
+    """Store ``records`` in the project, or nothing at all (raises :class:`FormatError`)."""
+    if on_duplicate not in ON_DUPLICATE:
+        raise ValueError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}")
+    importer: _Importer | None = None
+    try:
+        with db.session(immediate=True) as session:
+            project = session.get(Project, project_id)
+            if project is None:
+                raise FormatError("", 0, "project", f"no project {project_id}")
+            importer = _Importer(session, project, on_duplicate, media)
+            return importer.run(records, progress)
+    except BaseException:
+        if importer is not None:
+            importer.cleanup_media()
+        raise
+
+
+def iter_all(readers: Iterable[Iterator[ImportRecord]]) -> Iterator[ImportRecord]:
+    for reader in readers:
+        yield from reader

@@ -1,0 +1,138 @@
+"""Users, passwords (argon2) and bearer secrets (API tokens and web sessions).
+
+A token is 32 random bytes shown once; only its SHA-256 is stored. Tokens are high-entropy,
+so a fast hash is the right one here (argon2 is for low-entropy passwords).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labelmill.services.errors import Conflict, Invalid, NotFound, Unauthorized
+from labelmill.store.models import USER_ROLES, ApiToken, User
+
+_hasher = PasswordHasher()
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
+TOKEN_PREFIX = "lm_"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_user(session: Session, name: str, *, role: str = "member", password: str | None = None) -> User:
+    if not _NAME_RE.match(name):
+        raise Invalid(
+            f"user name {name!r} is not valid: use 1-150 letters, digits or _ . @ + -", field="name"
+        )
+    if role not in USER_ROLES:
+        raise Invalid(f"role {role!r} is not one of {', '.join(USER_ROLES)}", field="role")
+    if password is not None and len(password) < 8:
+        raise Invalid("password must have at least 8 characters", field="password")
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise Conflict(f"user {name!r} already exists", field="name")
+    user = User(name=name, role=role, password_hash=hash_password(password) if password else None)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, ref: str | int) -> User:
+    """Find a user by id or name (CLI arguments accept either)."""
+    user: User | None = None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        user = session.get(User, int(ref))
+    if user is None:
+        user = session.scalar(select(User).where(User.name == str(ref)))
+    if user is None:
+        raise NotFound(f"no user {ref!r}", field="user")
+    return user
+
+
+def get_or_create_annotator(session: Session, name: str) -> User:
+    """The user an imported annotation names; created inactive (no login) when unknown."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        user = User(name=name, role="member", is_active=False)
+        session.add(user)
+        session.flush()
+    return user
+
+
+def create_token(
+    session: Session, user: User, *, name: str = "", kind: str = "api", lifetime: timedelta | None = None
+) -> tuple[str, ApiToken]:
+    """Make a new secret for ``user``; the plaintext is returned once and never stored."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + lifetime if lifetime else None
+    row = ApiToken(
+        user_id=user.id,
+        name=name,
+        kind=kind,
+        token_hash=hash_token(secret),
+        prefix=secret[:10],
+        expires_at=expires,
+    )
+    session.add(row)
+    session.flush()
+    return secret, row
+
+
+def authenticate_token(session: Session, secret: str, *, kind: str | None = None) -> User:
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    if row is None or (kind is not None and row.kind != kind):
+        raise Unauthorized("invalid or revoked token")
+    if row.expires_at is not None and _aware(row.expires_at) < datetime.now(UTC):
+        raise Unauthorized("token expired; log in again")
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("user is deactivated")
+    return user
+
+
+def login(session: Session, name: str, password: str, *, lifetime: timedelta) -> tuple[str, User]:
+    """Check a password and open a web session (a short-lived ``session`` token)."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None or not user.is_active or not verify_password(user.password_hash, password):
+        raise Unauthorized("wrong user name or password")
+    secret, _ = create_token(session, user, name="web session", kind="session", lifetime=lifetime)
+    return secret, user
+
+
+def revoke_token(session: Session, user: User, token_id: int) -> None:
+    row = session.get(ApiToken, token_id)
+    if row is None or (row.user_id != user.id and user.role != "admin"):
+        raise NotFound(f"no token {token_id}", field="token_id")
+    session.delete(row)
+
+
+def revoke_secret(session: Session, secret: str) -> None:
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+    if row is not None:
+        session.delete(row)
+
+
+def _aware(ts: datetime) -> datetime:
+    """SQLite hands back naive datetimes; all stored times are UTC."""
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
