@@ -5,6 +5,7 @@ without a running server. Errors are one line on stderr and a non-zero exit."""
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import os
 import secrets
@@ -430,10 +431,14 @@ def aggregate(
     """Aggregate crowd labels into one label per item with its confidence."""
 
     def go() -> None:
-        from labelmill.quality.methods import DEFAULT_METHOD, make_aggregator
+        from labelmill.quality.methods import DEFAULT_METHOD, METHODS, make_aggregator
+
+        STOCHASTIC = {n for n, cls in METHODS.items() if "random_state" in inspect.signature(cls).parameters}
 
         items, workers, values = _read_labels_csv(labels)
-        model = make_aggregator(method or DEFAULT_METHOD, random_state=seed)
+        name = method or DEFAULT_METHOD
+        params = {"random_state": seed} if name in STOCHASTIC else {}
+        model = make_aggregator(name, **params)
         model.fit({"item": items, "worker": workers, "label": values})
         probas = model.predict_proba()
         best = probas.argmax(axis=1)

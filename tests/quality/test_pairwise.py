@@ -92,6 +92,10 @@ def test_bt_errors() -> None:
         BradleyTerry().fit([("x", "y", "a"), ("x", "y", "A")])
     with pytest.raises(ValueError, match="compared with itself"):
         BradleyTerry().fit([("x", "x", "a")])
+    with pytest.raises(ValueError, match="no rows"):
+        BradleyTerry().fit([])
+    with pytest.raises(ValueError, match="prior must be positive"):
+        BradleyTerry(prior=0.0).fit([("x", "y", "a")])
     with pytest.raises(ValueError, match="ties must be"):
         BradleyTerry(ties="ignore").fit([("x", "y", "a")])
 
@@ -145,6 +149,10 @@ def test_pairwise_consensus_with_given_skills_follows_the_expert() -> None:
     labels = [("q", "expert", "x", "y", "a"), ("q", "n1", "x", "y", "b"), ("q", "n2", "x", "y", "tie")]
     result = pairwise_consensus(labels, skills={"expert": 0.95, "n1": 0.4, "n2": 0.4})
     assert result["q"].choice == "a"
+
+
+def test_pairwise_consensus_of_nothing_is_empty() -> None:
+    assert pairwise_consensus([]) == {} and pairwise_skills([]) == {}
 
 
 def test_pairwise_consensus_rejects_several_pairs_per_item() -> None:

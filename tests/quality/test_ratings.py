@@ -54,6 +54,13 @@ def test_confidence_grows_with_agreement() -> None:
 
 
 @pytest.mark.parametrize("method", ["median", "trimmed_mean", "bias_corrected"])
+def test_a_single_rating_is_not_a_confident_consensus(method: str) -> None:
+    result = rating_consensus([("i", "a", 3), ("j", "b", 4)], method=method, scale=(1, 5))
+    assert result.items["i"].value == 3
+    assert result.items["i"].confidence < 0.9
+
+
+@pytest.mark.parametrize("method", ["median", "trimmed_mean", "bias_corrected"])
 def test_unanimous_ratings_give_confidence_one(method: str) -> None:
     labels = [(i, w, i % 5 + 1) for i in range(6) for w in "abc"]
     result = rating_consensus(labels, method=method, scale=(1, 5))

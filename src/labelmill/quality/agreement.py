@@ -47,6 +47,7 @@ __all__ = [
     "encode_labels",
     "fleiss_kappa",
     "krippendorff_alpha",
+    "mean_pairwise_cohen_kappa",
     "measure_agreement",
     "pairwise_cohen_kappa",
     "percent_agreement",
@@ -665,7 +666,7 @@ def _boxes(boxes: Sequence[Mapping[str, Any]], where: str) -> tuple[FloatArray, 
     return coords, labels
 
 
-def box_iou(a: FloatArray, b: FloatArray) -> FloatArray:
+def _box_iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     """IoU of every box in ``a`` (rows x, y, w, h) with every box in ``b``.
 
     Two identical zero-area boxes have IoU 1 (they mark the same point); other zero unions give 0.
@@ -693,7 +694,7 @@ def _box_pair(
     (coords_a, labels_a), (coords_b, labels_b) = a, b
     if len(labels_a) == 0 or len(labels_b) == 0:
         return _f1(0, len(labels_a), len(labels_b)), math.nan
-    iou = box_iou(coords_a, coords_b)
+    iou = _box_iou_matrix(coords_a, coords_b)
     if match_labels:
         iou = np.where(np.array(labels_a)[:, None] == np.array(labels_b)[None, :], iou, 0.0)
     valid = iou >= threshold

@@ -323,6 +323,8 @@ class BradleyTerry:
                 f"prior must be positive (it keeps undefeated responses finite); got {self.prior}"
             )
         rows = _comparisons(comparisons)
+        if not rows:
+            raise ValueError("comparisons: nothing to fit (no rows)")
         w = np.ones(len(rows)) if weights is None else np.asarray(weights, dtype=np.float64)
         if w.shape != (len(rows),) or np.any(~np.isfinite(w)) or np.any(w < 0):
             raise ValueError("weights: one finite non-negative weight per comparison")
@@ -426,7 +428,8 @@ def _oriented_votes(
         ],
         dtype=np.intp,
     )
-    return items, workers, i, w, v
+    order = np.lexsort((v, w, i))  # canonical row order: sums, hence ties, ignore input order
+    return items, workers, i[order], w[order], v[order]
 
 
 def _one_coin_posterior(
@@ -478,6 +481,8 @@ def pairwise_consensus(
     right) those are used as they are; otherwise they are fitted by EM (module docstring).
     """
     rows = _comparisons(labels)
+    if not rows:
+        return {}
     items, _, posterior, _ = _fit_votes(rows, skills, max_iter)
     best = np.argmax(posterior, axis=1)
     return {
@@ -489,6 +494,8 @@ def pairwise_consensus(
 def pairwise_skills(labels: Any, *, max_iter: int = 100) -> dict[Hashable, float]:
     """Each annotator's skill: its (smoothed, soft) agreement with the consensus, in [0, 1]."""
     rows = _comparisons(labels)
+    if not rows:
+        return {}
     _, workers, _, p_w = _fit_votes(rows, None, max_iter)
     return {worker: float(p) for worker, p in zip(workers, p_w, strict=True)}
 
@@ -562,11 +569,11 @@ def ranking_consensus(
         tiebreak = {r: k for k, r in enumerate(responses)}
         if method == "borda" or not comparisons:
             scores = borda
-            order = sorted(responses, key=lambda r: (-borda[r], tiebreak[r]))
+            order = sorted(responses, key=lambda r: (-round(borda[r], 9), tiebreak[r]))
         else:
             bt = BradleyTerry(ties="drop", prior=prior).fit(comparisons, weights=comparison_weights)
             scores = dict(bt.scores_)
-            order = sorted(responses, key=lambda r: (-round(scores[r], 9), -borda[r], tiebreak[r]))
+            order = sorted(responses, key=lambda r: (-round(scores[r], 9), -round(borda[r], 9), tiebreak[r]))
         taus = np.array([kendall_tau(ranking, order) for ranking in rankings])
         total = float(w.sum())
         confidence = float(np.clip(taus @ w / total, 0.0, 1.0)) if total > 0 else 0.0

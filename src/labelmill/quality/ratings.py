@@ -102,9 +102,14 @@ def _rows(labels: Any) -> tuple[list[Hashable], list[Hashable], FloatArray]:
 
 
 def _codes(values: list[Hashable]) -> tuple[list[Hashable], IntArray]:
-    index: dict[Hashable, int] = {}
-    codes = np.array([index.setdefault(v, len(index)) for v in values], dtype=np.intp)
-    return list(index), codes
+    """Sorted distinct values and each value's position among them (input order plays no part)."""
+    unique = list(dict.fromkeys(values))
+    try:
+        unique.sort()  # type: ignore[call-arg]
+    except TypeError:
+        unique.sort(key=repr)
+    index = {v: k for k, v in enumerate(unique)}
+    return unique, np.array([index[v] for v in values], dtype=np.intp)
 
 
 def _group_sum(groups: IntArray, values: FloatArray, n: int) -> FloatArray:
@@ -136,6 +141,11 @@ def group_trimmed_mean(groups: IntArray, values: FloatArray, n: int, trim: float
     g = np.repeat(np.arange(n), counts)
     keep = (rank >= cut[g]) & (rank < counts[g] - cut[g])
     return _group_sum(g[keep], v[keep], n) / np.bincount(g[keep], minlength=n)
+
+
+def _fallback_var(r: FloatArray) -> float:
+    """Rating variance to assume when no item has two ratings: the spread of all ratings, else 1 step."""
+    return float(np.var(r)) if len(r) > 1 and np.var(r) > 0 else 1.0
 
 
 def _huber_weights(residuals: FloatArray, scale: FloatArray) -> FloatArray:
@@ -179,6 +189,8 @@ class RatingAggregator:
             raise ValueError("labels: no ratings")
         self.items_, item = _codes(item_ids)
         self.workers_, worker = _codes(worker_ids)
+        order = np.lexsort((r, worker, item))  # canonical row order: sums ignore input order
+        item, worker, r = item[order], worker[order], r[order]
         n_items, n_workers = len(self.items_), len(self.workers_)
         self.n_ratings_ = np.bincount(item, minlength=n_items)
         n_iter = 0
@@ -197,7 +209,8 @@ class RatingAggregator:
         signal = scale**2 * spread
         self.scores_, self.stderr_ = mu, stderr
         self.bias_, self.scale_, self.noise_ = bias, scale, noise
-        self.skills_ = np.where(signal + noise**2 > 0, signal / np.maximum(signal + noise**2, 1e-300), 1.0)
+        # a rater who never strays from consensus is fully reliable even if all items look alike
+        self.skills_ = np.where(noise <= 1e-6, 1.0, signal / np.maximum(signal + noise**2, 1e-300))
         self.n_iter_ = n_iter
         return self
 
@@ -216,7 +229,7 @@ class RatingAggregator:
         counts = self.n_ratings_
         sq = _group_sum(item, (r - mu[item]) ** 2, n_items)
         multi = counts > 1
-        pooled = float(sq[multi].sum() / (counts[multi] - 1).sum()) if multi.any() else 0.0
+        pooled = float(sq[multi].sum() / (counts[multi] - 1).sum()) if multi.any() else _fallback_var(r)
         var = (_PSEUDO * pooled + sq) / (_PSEUDO + np.maximum(counts - 1, 0))
         efficiency = np.sqrt(np.pi / 2) if self.method == "median" else 1.0
         return efficiency * np.sqrt(var / counts)
@@ -230,8 +243,13 @@ class RatingAggregator:
         mu = group_median(item, r, n_items)
         bias, scale = np.zeros(n_workers), np.ones(n_workers)
         counts = np.bincount(worker, minlength=n_workers).astype(np.float64)
+        # only items rated more than once say anything about noise; n/(n-1) undoes the fit's shrinkage
+        n_on_item = self.n_ratings_[item].astype(np.float64)
+        dof = np.where(n_on_item > 1, n_on_item / np.maximum(n_on_item - 1, 1), 0.0)
         resid = r - mu[item]
-        pooled = float(np.sqrt(np.mean(resid**2)))
+        pooled = float(
+            np.sqrt(_fallback_var(r) if dof.sum() == 0 else (dof * resid**2).sum() / (dof > 0).sum())
+        )
         noise = np.full(n_workers, max(pooled, 1e-9))
         n_iter = 0
         for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - n_iter is reported
@@ -258,11 +276,11 @@ class RatingAggregator:
             shift = float(bias @ counts / counts.sum())
             bias = bias - shift
             resid = r - centre - scale[worker] * x - bias[worker]
-            ss = _group_sum(worker, h * resid**2, n_workers)
-            pooled = float(np.sqrt(ss.sum() / max(float(h.sum()), 1e-12)))
-            noise = np.maximum(
-                np.sqrt((ss + _PSEUDO * pooled**2) / (_group_sum(worker, h, n_workers) + _PSEUDO)), 1e-9
-            )
+            ss = _group_sum(worker, dof * h * resid**2, n_workers)
+            hw = _group_sum(worker, h * (dof > 0), n_workers)
+            if hw.sum() > 0:
+                pooled = float(np.sqrt(ss.sum() / hw.sum()))
+            noise = np.maximum(np.sqrt((ss + _PSEUDO * pooled**2) / (hw + _PSEUDO)), 1e-9)
             # item score: precision-weighted Huber location of the de-biased ratings
             z = centre + (r - centre - bias[worker]) / scale[worker]
             z_noise = noise[worker] / scale[worker]

@@ -10,13 +10,16 @@ without reading, and each needs only data the platform records anyway:
 * ``constant``: one class far more often than the other workers' class mix explains;
 * ``position``: always the same place in the option list (first, last), visible only when the
   UI shuffles options, so it catches a spammer that ``constant`` cannot;
-* ``consensus`` / ``gold``: agreement with the consensus or the true answer no better than chance.
+* ``peers``: agreement with the other workers on the same items far below the typical
+  worker's; always on, as it needs nothing but the labels, and catches random clickers;
+* ``consensus`` / ``gold``: agreement with the consensus or the true answer near chance.
 
 Every rule turns its statistic into evidence in ``[0, 1]`` that crosses 0.5 exactly at the
 rule's threshold. A worker's score is the strongest evidence, not a sum: the rules are far from
 independent (a fast spammer is usually also a constant one), so adding them would count one
 behaviour twice, while the maximum stays readable as "the strongest single reason". A worker is a
 spammer when the score reaches ``flag_threshold``; ``reasons`` names every rule that did.
+A rule with too little support for a worker (``min_labels``) gives no evidence at all.
 """
 
 from __future__ import annotations

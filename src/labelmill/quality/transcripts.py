@@ -182,7 +182,7 @@ def transcript_consensus(
         for j in range(i + 1, n):
             dist[i, j] = dist[j, i] = _edit_matrix(words[i], words[j])[-1, -1]
     cost = dist @ w
-    medoid = min(range(n), key=lambda k: (cost[k], " ".join(words[k])))
+    medoid = min(range(n), key=lambda k: (round(float(cost[k]), 9), " ".join(words[k])))
     total = float(w.sum())
     if method == "medoid":
         out = list(words[medoid])

@@ -70,6 +70,10 @@ class _Importer:
     ) -> None:
         self.session = session
         self.conn: Connection = session.connection()
+        if self.conn.dialect.name == "postgresql":
+            # The duplicate check runs as a prepared statement; a generic plan cached while the
+            # table was small stays a sequential scan as the import grows it (quadratic time).
+            self.conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
         self.project = project
         self.schema: LabelSchema = load_schema(project.label_schema)
         self.sources = {c.name: c.source for c in self.schema.controls}
