@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+
 from tests.conftest import auth, make_user
 
 SCHEMA = {

@@ -328,6 +328,11 @@ def import_(
             )
         summary = ", ".join(f"{v} {k}" for k, v in result.as_dict().items() if v)
         typer.echo(f"imported into project {project_id}: {summary or 'nothing'}")
+        if result.needs_consensus:
+            from labelmill.jobs.worker import run_pending
+
+            run_pending(database_, project_id=project_id)
+            typer.echo("consensus refreshed")
 
     run(go)
 
@@ -490,14 +495,43 @@ def migrate_cmd(db: DbOption = None) -> None:
     typer.echo("database is up to date")
 
 
+@app.command("worker")
+def worker_cmd(
+    db: DbOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Run the queued jobs, then exit.")] = False,
+) -> None:
+    """Run queued background jobs (consensus refresh); `serve` also runs them itself."""
+    import threading
+
+    from labelmill.jobs.worker import run_forever, run_pending
+
+    def go() -> None:
+        database_ = database(db)
+        if once:
+            typer.echo(f"ran {run_pending(database_)} jobs")
+            return
+        stop = threading.Event()
+        typer.echo("worker running; Ctrl-C stops it", err=True)
+        try:
+            run_forever(database_, stop)
+        except KeyboardInterrupt:
+            stop.set()
+
+    run(go)
+
+
 @app.command("serve")
 def serve(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option(help="Server processes (use PostgreSQL for more than one).")] = 1,
+    worker: Annotated[
+        bool,
+        typer.Option("--worker/--no-worker", help="Run background jobs (consensus refresh) in the server."),
+    ] = True,
 ) -> None:
-    """Serve the REST API (and /docs)."""
+    """Serve the REST API (and /docs), with a background job worker in each process."""
     import uvicorn
 
     from labelmill.config import get_settings
@@ -506,6 +540,7 @@ def serve(
     with friendly_errors():
         database(url).dispose()  # migrate once, before the workers start
     os.environ["LABELMILL_DATABASE_URL"] = url
+    os.environ["LABELMILL_SERVE_WORKER"] = "1" if worker else "0"
     uvicorn.run(
         "labelmill.api.server:build",
         factory=True,
@@ -546,7 +581,7 @@ def demo(
     typer.echo(f"\nlabelmill {__version__} demo at http://{host}:{port}/  (API docs: /docs)")
     typer.echo(f"login: {name}  password: {password}")
     if serve_:
-        serve(db=db, host=host, port=port, workers=1)
+        serve(db=db, host=host, port=port, workers=1, worker=True)
 
 
 def main() -> None:

@@ -3,23 +3,58 @@ tests and several server processes build exactly the app they need (no module gl
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 
 from labelmill import __version__
 from labelmill.api.errors import install_error_handlers
 from labelmill.api.limits import BodyLimitMiddleware
-from labelmill.api.routes import auth, exports, imports, items, jobs, members, projects, tokens, users
+from labelmill.api.routes import (
+    auth,
+    exports,
+    imports,
+    items,
+    jobs,
+    members,
+    projects,
+    quality,
+    tokens,
+    users,
+)
 from labelmill.config import Settings, get_settings
+from labelmill.jobs.worker import BackgroundWorker
 from labelmill.store.engine import Database
 from labelmill.store.media import LocalMediaStore, MediaStore
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(db: Database, *, media: MediaStore | None = None, settings: Settings | None = None) -> FastAPI:
+def create_app(
+    db: Database,
+    *,
+    media: MediaStore | None = None,
+    settings: Settings | None = None,
+    run_worker: bool = False,
+) -> FastAPI:
+    """``run_worker`` starts a job worker thread for the app's lifetime (``labelmill serve`` does)."""
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = BackgroundWorker(db) if run_worker else None
+        if worker is not None:
+            worker.start()
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="labelmill",
         version=__version__,
         description="Self-hosted data labeling. Authenticate with `Authorization: Token <token>` "
@@ -34,7 +69,7 @@ def create_app(db: Database, *, media: MediaStore | None = None, settings: Setti
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=16 * 1024 * 1024, max_upload_bytes=settings.max_upload_bytes
     )
-    for module in (auth, users, tokens, projects, members, items, imports, exports, jobs):
+    for module in (auth, users, tokens, projects, members, items, imports, exports, jobs, quality):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/api/v1/health", tags=["meta"], summary="Liveness and database check")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
 from labelmill.api.app import create_app
@@ -11,4 +13,5 @@ from labelmill.store.engine import Database
 
 def build() -> FastAPI:
     settings = get_settings()
-    return create_app(Database(settings.resolved_database_url()), settings=settings)
+    run_worker = os.environ.get("LABELMILL_SERVE_WORKER", "1") == "1"
+    return create_app(Database(settings.resolved_database_url()), settings=settings, run_worker=run_worker)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from labelmill.formats.records import FormatError, ImportRecord
 from labelmill.schema import AnnotationValueError, LabelSchema, check_value
+from labelmill.services.jobs import schedule_job
 from labelmill.services.projects import load_schema
 from labelmill.services.users import get_or_create_annotator
 from labelmill.store.bulk import ItemRow, insert_items, update_items
@@ -44,7 +45,8 @@ class ImportResult:
     predictions: int = 0
     annotations: int = 0
     media_files: int = 0
-    errors: list[str] = field(default_factory=list)
+    #: Annotations arrived without a consensus of their own: the project's consensus is stale.
+    needs_consensus: bool = False
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -222,6 +224,8 @@ class _Importer:
                         "model_version": p.get("model_version") or "",
                     }
                 )
+            if rec.annotations and rec.consensus is None:
+                self.result.needs_consensus = True
             for a in rec.annotations:
                 annotations.append(
                     {
@@ -315,11 +319,14 @@ def import_records(
             if project is None:
                 raise FormatError("", 0, "project", f"no project {project_id}")
             importer = _Importer(session, project, on_duplicate, media)
-            return importer.run(records, progress)
+            result = importer.run(records, progress)
     except BaseException:
         if importer is not None:
             importer.cleanup_media()
         raise
+    if result.needs_consensus:
+        schedule_job(db, "consensus", project_id)
+    return result
 
 
 def iter_all(readers: Iterable[Iterator[ImportRecord]]) -> Iterator[ImportRecord]:

@@ -104,3 +104,44 @@ def get_visible_job(session: Session, user: User, job_id: int) -> Job:
         ):
             return with_live_progress(job)
     raise NotFound(f"no job {job_id}", field="job_id")
+
+
+# -- queued jobs -----------------------------------------------------------------------------------
+
+
+def schedule_job(
+    db: Database, kind: str, project_id: int | None, *, params: dict[str, Any] | None = None
+) -> int:
+    """Queue a job unless the same kind is already queued for the project (the debounce):
+    a burst of arrivals then costs one run, not one per arrival."""
+    with db.session() as session:
+        queued = session.scalar(
+            select(Job.id)
+            .where(Job.kind == kind, Job.project_id == project_id, Job.status == "queued")
+            .limit(1)
+        )
+        if queued is not None:
+            return queued
+        job = Job(kind=kind, project_id=project_id, params=params, status="queued")
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def claim_job(db: Database, kinds: tuple[str, ...], project_id: int | None = None) -> Job | None:
+    """Take the oldest queued job of ``kinds``; several workers never take the same one
+    (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one writer at a time)."""
+    with db.session(immediate=True) as session:
+        stmt = select(Job).where(Job.status == "queued", Job.kind.in_(kinds)).order_by(Job.id).limit(1)
+        if project_id is not None:
+            stmt = stmt.where(Job.project_id == project_id)
+        if db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        job = session.scalar(stmt)
+        if job is None:
+            return None
+        job.status = "running"
+        job.started_at = datetime.now(UTC)
+        session.flush()
+        session.expunge(job)
+        return job

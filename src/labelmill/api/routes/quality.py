@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from labelmill.api.deps import DbDep, SessionDep, UserDep
+from labelmill.api.models import JobOut
+from labelmill.jobs.worker import run_pending
+from labelmill.services import jobs as job_service
+from labelmill.services import projects as project_service
+from labelmill.services.stats import project_stats
+from labelmill.store.models import Job
+
+router = APIRouter(tags=["quality"])
+
+
+@router.get(
+    "/projects/{project_id}/stats", summary="Progress, consensus quality and per-annotator statistics"
+)
+def stats(project_id: int, user: UserDep, session: SessionDep) -> dict[str, Any]:
+    project = project_service.project_for(session, user, project_id, project_service.READ)
+    return project_stats(session, project)
+
+
+@router.post(
+    "/projects/{project_id}/consensus/refresh",
+    response_model=JobOut,
+    status_code=201,
+    summary="Recompute consensus, confidence and annotator skill now (normally automatic)",
+)
+async def refresh(project_id: int, user: UserDep, session: SessionDep, db: DbDep) -> Any:
+    project_service.project_for(session, user, project_id, project_service.MANAGE)
+    session.commit()
+    job_id = job_service.schedule_job(db, "consensus", project_id)
+    await run_in_threadpool(run_pending, db, project_id=project_id)
+    with db.session() as fresh:
+        return JobOut.model_validate(fresh.get(Job, job_id), from_attributes=True)
