@@ -311,3 +311,33 @@ def test_delete_item_and_project(client: Any, admin_token: str) -> None:
     )
     assert client.delete(f"/api/v1/projects/{p['id']}", headers=auth(admin_token)).status_code == 204
     assert client.get(f"/api/v1/projects/{p['id']}", headers=auth(admin_token)).status_code == 404
+
+
+def test_conflicts_and_times(client: Any, db: Any, admin_token: str) -> None:
+    p = create_project(client, admin_token)
+    r = client.post("/api/v1/projects", json={"name": "reviews", "schema": SCHEMA}, headers=auth(admin_token))
+    assert r.status_code == 409 and r.json()["field"] == "name"
+    assert p["created_at"].endswith(("Z", "+00:00"))
+    r = client.post("/api/v1/users", json={"name": "admin", "role": "member"}, headers=auth(admin_token))
+    assert r.status_code == 409
+    _, member = make_user(db, "plain")
+    assert client.post("/api/v1/users", json={"name": "x"}, headers=auth(member)).status_code == 403
+    # the last manager of a project cannot be removed
+    me = client.get("/api/v1/me", headers=auth(admin_token)).json()["id"]
+    assert (
+        client.delete(f"/api/v1/projects/{p['id']}/members/{me}", headers=auth(admin_token)).status_code
+        == 409
+    )
+
+
+def test_expired_session_is_refused(client: Any, db: Any) -> None:
+    from datetime import timedelta
+
+    from labelmill.services.users import create_token, get_user
+
+    make_user(db, "old")
+    with db.session() as s:
+        secret, _ = create_token(s, get_user(s, "old"), kind="session", lifetime=timedelta(seconds=-1))
+    client.cookies.set("labelmill_session", secret)
+    r = client.get("/api/v1/me")
+    assert r.status_code == 401 and "expired" in r.json()["detail"]

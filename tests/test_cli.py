@@ -229,3 +229,61 @@ def test_serve_answers_http(backend: str, env: dict[str, Any], request: pytest.F
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_import_parquet_and_labelstudio(env: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    db, tmp = env["db"], env["tmp"]
+    cli("project", "create", "p", "--schema", str(env["schema"]), "--db", db)
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "text": ["good", "bad"], "score": [0.5, 0.25]}), tmp / "x.parquet"
+    )
+    r = cli("import", "p", str(tmp / "x.parquet"), "--db", db)
+    assert r.exit_code == 0 and "2 created" in r.output, r.output
+    tasks = [
+        {
+            "id": 7,
+            "data": {"text": "great"},
+            "predictions": [
+                {
+                    "model_version": "m",
+                    "score": 0.9,
+                    "result": [
+                        {
+                            "from_name": "sentiment",
+                            "to_name": "text",
+                            "type": "choices",
+                            "value": {"choices": ["pos"]},
+                        }
+                    ],
+                }
+            ],
+            "annotations": [
+                {
+                    "completed_by": 3,
+                    "result": [
+                        {
+                            "from_name": "sentiment",
+                            "to_name": "text",
+                            "type": "choices",
+                            "value": {"choices": ["neg"]},
+                        }
+                    ],
+                }
+            ],
+        },
+    ]
+    (tmp / "ls.json").write_text(json.dumps(tasks))
+    r = cli("import", "p", str(tmp / "ls.json"), "--format", "labelstudio", "--db", db)
+    assert r.exit_code == 0 and "1 created" in r.output and "1 predictions" in r.output, r.output
+    assert "consensus refreshed" in r.output
+    out = tmp / "p.jsonl"
+    cli("export", "p", "--out", str(out), "--db", db)
+    rows = {row["external_id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    assert rows["a"]["data"] == {"text": "good", "score": 0.5}
+    ls = rows["7"]
+    assert ls["predictions"][0]["value"] == {"sentiment": "pos"}
+    assert ls["annotations"][0]["value"] == {"sentiment": "neg"} and ls["annotations"][0]["annotator"] == "3"
+    assert ls["consensus"]["value"] == {"sentiment": "neg"}

@@ -103,7 +103,7 @@ def authenticate_token(session: Session, secret: str, *, kind: str | None = None
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
     if row is None or (kind is not None and row.kind != kind):
         raise Unauthorized("invalid or revoked token")
-    if row.expires_at is not None and _aware(row.expires_at) < datetime.now(UTC):
+    if row.expires_at is not None and row.expires_at < datetime.now(UTC):
         raise Unauthorized("token expired; log in again")
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
@@ -131,8 +131,3 @@ def revoke_secret(session: Session, secret: str) -> None:
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
     if row is not None:
         session.delete(row)
-
-
-def _aware(ts: datetime) -> datetime:
-    """SQLite hands back naive datetimes; all stored times are UTC."""
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

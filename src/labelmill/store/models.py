@@ -7,7 +7,7 @@ checks that they do. Columns the annotation queue reads on its hot path are deno
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     func,
 )
@@ -36,6 +37,18 @@ USER_ROLES = ("admin", "member")
 MEMBER_ROLES = ("manager", "reviewer", "annotator")
 TASK_STATES = ("leased", "submitted", "skipped", "expired")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Times are stored in UTC; SQLite hands them back naive, so mark them UTC on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -54,7 +67,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="member")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
 class ApiToken(Base):
@@ -68,9 +81,9 @@ class ApiToken(Base):
     kind: Mapped[str] = mapped_column(String(16), default="api")
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Project(Base):
@@ -83,10 +96,8 @@ class Project(Base):
     label_schema: Mapped[dict[str, Any]] = mapped_column(JSONType)
     settings: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=_now(), onupdate=_now()
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now(), onupdate=_now())
 
 
 class Member(Base):
@@ -99,7 +110,7 @@ class Member(Base):
     role: Mapped[str] = mapped_column(String(16))
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     pause_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
 class Item(Base):
@@ -120,7 +131,7 @@ class Item(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     annotation_count: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
 class Task(Base):
@@ -138,9 +149,9 @@ class Task(Base):
     item_id: Mapped[int] = mapped_column(BigId, ForeignKey("items.id", ondelete="CASCADE"))
     annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default="leased")
-    leased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    leased_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Annotation(Base):
@@ -162,10 +173,8 @@ class Annotation(Base):
     lead_seconds: Mapped[float | None] = mapped_column(Float)
     #: ``submitted``, ``accepted``, ``rejected`` or ``corrected`` (review outcome).
     status: Mapped[str] = mapped_column(String(16), default="submitted")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=_now(), onupdate=_now()
-    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now(), onupdate=_now())
 
 
 class Prediction(Base):
@@ -178,7 +187,7 @@ class Prediction(Base):
     value: Mapped[dict[str, Any]] = mapped_column(JSONType)
     score: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
 class Consensus(Base):
@@ -193,9 +202,7 @@ class Consensus(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     method: Mapped[str] = mapped_column(String(64))
     auto: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=_now(), onupdate=_now()
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now(), onupdate=_now())
 
 
 class AnnotatorSkill(Base):
@@ -214,9 +221,7 @@ class AnnotatorSkill(Base):
     method: Mapped[str] = mapped_column(String(64))
     spam_score: Mapped[float | None] = mapped_column(Float)
     spam_reason: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=_now(), onupdate=_now()
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now(), onupdate=_now())
 
 
 class Job(Base):
@@ -235,6 +240,6 @@ class Job(Base):
     progress_done: Mapped[int] = mapped_column(BigInteger, default=0)
     progress_total: Mapped[int | None] = mapped_column(BigInteger)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
