@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from labelmill import __version__
 from labelmill.api.errors import install_error_handlers
 from labelmill.api.limits import BodyLimitMiddleware
+from labelmill.api.models import ERROR_RESPONSES
 from labelmill.api.routes import (
     auth,
     exports,
@@ -70,7 +71,7 @@ def create_app(
         BodyLimitMiddleware, max_bytes=16 * 1024 * 1024, max_upload_bytes=settings.max_upload_bytes
     )
     for module in (auth, users, tokens, projects, members, items, imports, exports, jobs, quality):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
 
     @app.get("/api/v1/health", tags=["meta"], summary="Liveness and database check")
     def health() -> dict[str, str]:

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from labelmill.formats.records import FormatError
 from labelmill.services.errors import LabelmillError
@@ -47,10 +48,27 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(_body(message, "invalid", field, errors=details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "error")
-        return JSONResponse(
-            _body(str(exc.detail), code, None),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        headers = dict(getattr(exc, "headers", None) or {})
+        message = str(exc.detail)
+        if status == 400:
+            # FastAPI's "error parsing the body" (e.g. a form where JSON is expected) is invalid input.
+            status, message = 422, f"request body could not be parsed: {message}"
+        if status == 405:
+            # Starlette names only the first matching route's methods; a path served by
+            # several routes (GET, PATCH, DELETE /projects/{id}) allows them all.
+            headers["Allow"] = ", ".join(sorted(_allowed_methods(app, request.scope)))
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 422: "invalid"}.get(
+            status, "error"
         )
+        return JSONResponse(_body(message, code, None), status_code=status, headers=headers)
+
+
+def _allowed_methods(app: FastAPI, scope: Any) -> set[str]:
+    allowed: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET"})
+        if match != Match.NONE:
+            allowed |= set(getattr(route, "methods", None) or ())
+    return allowed

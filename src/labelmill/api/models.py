@@ -4,11 +4,18 @@ and reject unknown fields, so a typo is an error instead of a silently ignored s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
+from fastapi import Path as PathParam
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+
+#: Database ids: positive 64-bit integers (a larger number in a URL is a 422, not a crash).
+MAX_ID = 2**63 - 1
+Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
 class Strict(BaseModel):
@@ -143,3 +150,31 @@ class JobOut(BaseModel):
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error: a message a person can act on, a machine-readable code, the offending field."""
+
+    detail: str
+    code: str
+    field: str | None = None
+    line: int | None = Field(default=None, description="Line of the uploaded file, for import errors.")
+    errors: list[FieldErrorOut] | None = Field(default=None, description="Every invalid field, for 422.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (401, "Not authenticated"),
+        (403, "Not allowed for the caller's role"),
+        (404, "Not found, or not visible to the caller"),
+        (409, "Conflicts with the current state"),
+        (413, "Request body too large"),
+        (422, "Invalid input: the message names the field (and file:line for imports)"),
+    )
+}

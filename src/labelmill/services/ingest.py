@@ -86,6 +86,8 @@ class _Importer:
         self.annotators: dict[str, int] = {}
         # Items with a larger id than this were created by this very import.
         self.max_id_before = session.scalar(select(func.max(Item.id))) or 0
+        self.rows_added = 0
+        self.analyzed_at = BATCH // 2
 
     # -- validation --------------------------------------------------------------------------
     def _check(self, rec: ImportRecord) -> None:
@@ -189,11 +191,22 @@ class _Importer:
         self.result.skipped += len(batch) - len(by_ext) if self.on_duplicate != "reject" else 0
         insert_items(self.conn, new_rows)
         update_items(self.conn, changed_rows)
+        self._refresh_statistics(len(new_rows))
         self.result.created += len(new_rows)
         self.result.updated += len(changed_rows)
         dependents = [r for r in written if r.predictions or r.annotations or r.consensus is not None]
         if dependents:
             self._write_dependents(dependents, updated={r[1] for r in changed_rows})
+
+    def _refresh_statistics(self, added: int) -> None:
+        """PostgreSQL plans the duplicate check from table statistics, which know nothing of
+        the rows this transaction is adding; refresh them each time the table has doubled."""
+        if self.conn.dialect.name != "postgresql":
+            return
+        self.rows_added += added
+        if self.rows_added >= self.analyzed_at * 2:
+            self.conn.exec_driver_sql("ANALYZE items")
+            self.analyzed_at = self.rows_added
 
     def _existing(self, external_ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}

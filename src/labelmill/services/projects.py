@@ -115,7 +115,7 @@ def get_project(session: Session, ref: str | int) -> Project:
     """By id or by name (CLI PROJECT arguments accept either)."""
     project: Project | None = None
     if isinstance(ref, int) or ref.isdigit():
-        project = session.get(Project, int(ref))
+        project = session.get(Project, int(ref)) if 0 < int(ref) < 2**63 else None
     if project is None:
         project = session.scalar(select(Project).where(Project.name == str(ref)))
     if project is None:

@@ -62,7 +62,7 @@ def get_user(session: Session, ref: str | int) -> User:
     """Find a user by id or name (CLI arguments accept either)."""
     user: User | None = None
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        user = session.get(User, int(ref))
+        user = session.get(User, int(ref)) if 0 < int(ref) < 2**63 else None
     if user is None:
         user = session.scalar(select(User).where(User.name == str(ref)))
     if user is None:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
 from labelmill.api.deps import DbDep, SessionDep, UserDep
+from labelmill.api.models import Id
 from labelmill.services import projects as project_service
 from labelmill.services.export import iter_export_rows
 
@@ -22,7 +23,7 @@ EXPORT_FORMATS = ("jsonl",)
     responses={200: {"content": {"application/x-ndjson": {}}, "description": "one item per line"}},
 )
 def export(
-    project_id: int,
+    project_id: Id,
     user: UserDep,
     session: SessionDep,
     db: DbDep,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
-from labelmill.api.models import JobOut
+from labelmill.api.models import Id, JobOut
 from labelmill.formats import read_any, scan_media_folder
 from labelmill.formats.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from labelmill.formats.records import FormatError
@@ -51,13 +51,15 @@ def _save_uploads(files: list[UploadFile], folder: Path) -> tuple[list[tuple[Pat
     summary="Upload files and import them as items, all or nothing",
 )
 async def create_import(
-    project_id: int,
+    project_id: Id,
     user: UserDep,
     session: SessionDep,
     db: DbDep,
     media: MediaDep,
     files: list[UploadFile] = File(..., description="JSONL, CSV, Parquet, Label Studio JSON, or media files"),
-    format: str | None = Form(None, description="jsonl, csv, parquet, labelstudio; default: by extension"),
+    format: Literal["jsonl", "csv", "tsv", "parquet", "labelstudio"] | None = Form(
+        None, description="Format of the data files; default: by extension"
+    ),
     on_duplicate: Literal["reject", "update", "skip"] = Form("reject"),
 ) -> Any:
     project_service.project_for(session, user, project_id, project_service.MANAGE)
@@ -88,6 +90,9 @@ async def create_import(
         except FormatError as exc:
             job_service.finish_job(db, job_id, error=str(exc))
             raise
+        except ValueError as exc:  # a reader refusing the file as a whole (unknown format, ...)
+            job_service.finish_job(db, job_id, error=str(exc))
+            raise Invalid(str(exc), field="files") from None
         except Exception as exc:
             job_service.finish_job(db, job_id, error=f"{type(exc).__name__}: {exc}")
             raise

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from labelmill.api.deps import MediaDep, SessionDep, UserDep
-from labelmill.api.models import AnnotationOut, ItemDetailOut, ItemOut, Page
+from labelmill.api.models import AnnotationOut, Id, ItemDetailOut, ItemOut, Page
 from labelmill.services import items as item_service
 from labelmill.services import projects as project_service
 from labelmill.services.errors import NotFound
@@ -21,15 +21,15 @@ router = APIRouter(tags=["items"])
     summary="Items, oldest first, one page at a time (keyset: pass next_cursor back as cursor)",
 )
 def list_items(
-    project_id: int,
+    project_id: Id,
     user: UserDep,
     session: SessionDep,
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = None,
     is_gold: bool | None = Query(None, description="Managers only."),
     has_consensus: bool | None = None,
-    min_annotations: int | None = Query(None, ge=0),
-    max_annotations: int | None = Query(None, ge=0),
+    min_annotations: int | None = Query(None, ge=0, le=1_000_000),
+    max_annotations: int | None = Query(None, ge=0, le=1_000_000),
     external_id: str | None = None,
 ) -> Page[ItemOut]:
     project_service.project_for(session, user, project_id, project_service.READ)
@@ -53,7 +53,7 @@ def list_items(
     response_model=ItemDetailOut,
     summary="One item with its annotations",
 )
-def get_item(project_id: int, item_id: int, user: UserDep, session: SessionDep) -> ItemDetailOut:
+def get_item(project_id: Id, item_id: Id, user: UserDep, session: SessionDep) -> ItemDetailOut:
     project_service.project_for(session, user, project_id, project_service.READ)
     managers = project_service.role_in(session, user, project_id) == "manager"
     item = item_service.get_item(session, project_id, item_id)
@@ -67,7 +67,7 @@ def get_item(project_id: int, item_id: int, user: UserDep, session: SessionDep) 
 @router.delete(
     "/projects/{project_id}/items/{item_id}", status_code=204, summary="Delete an item and its labels"
 )
-def delete_item(project_id: int, item_id: int, user: UserDep, session: SessionDep) -> Response:
+def delete_item(project_id: Id, item_id: Id, user: UserDep, session: SessionDep) -> Response:
     project_service.project_for(session, user, project_id, project_service.MANAGE)
     item_service.delete_item(session, project_id, item_id)
     return Response(status_code=204)
@@ -79,14 +79,15 @@ def delete_item(project_id: int, item_id: int, user: UserDep, session: SessionDe
     response_class=FileResponse,
     response_model=None,
 )
-def get_media(project_id: int, name: str, user: UserDep, session: SessionDep, media: MediaDep) -> Response:
+def get_media(project_id: Id, name: str, user: UserDep, session: SessionDep, media: MediaDep) -> Response:
     project_service.project_for(session, user, project_id)
-    key = media_key(f"{project_id}/{name}")
     try:
-        if not media.exists(key):
-            raise NotFound(f"no media file {name!r}", field="name")
+        key = media_key(f"{project_id}/{name}")
+        found = media.exists(key)
     except ValueError:
-        raise NotFound(f"no media file {name!r}", field="name") from None
+        found = False
+    if not found:
+        raise NotFound(f"no media file {name!r}", field="name")
     if isinstance(media, LocalMediaStore):
         return FileResponse(media.path(key))
     return StreamingResponse(

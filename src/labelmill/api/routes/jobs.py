@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from labelmill.api.deps import SessionDep, UserDep
-from labelmill.api.models import JobOut, Page
+from labelmill.api.models import Id, IdQuery, JobOut, Page
 from labelmill.services import jobs as job_service
 
 router = APIRouter(tags=["jobs"])
@@ -15,7 +15,7 @@ def list_jobs(
     session: SessionDep,
     limit: int = Query(50, ge=1, le=500),
     cursor: str | None = None,
-    project_id: int | None = None,
+    project_id: IdQuery = None,
 ) -> Page[JobOut]:
     before = int(cursor) if cursor and cursor.isdigit() else None
     rows = job_service.visible_jobs(session, user, limit=limit, cursor=before, project_id=project_id)
@@ -26,5 +26,5 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="One job with its progress and result")
-def get_job(job_id: int, user: UserDep, session: SessionDep) -> JobOut:
+def get_job(job_id: Id, user: UserDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(job_service.get_visible_job(session, user, job_id), from_attributes=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from labelmill.api.deps import SessionDep, UserDep
-from labelmill.api.models import MemberIn, MemberOut, MemberPatch, Page
+from labelmill.api.models import Id, MemberIn, MemberOut, MemberPatch, Page
 from labelmill.services import projects as project_service
 from labelmill.services import users as user_service
 from labelmill.store.models import Member, User
@@ -24,7 +24,7 @@ def member_out(member: Member, user: User) -> MemberOut:
 @router.get(
     "/projects/{project_id}/members", response_model=Page[MemberOut], summary="Members and their roles"
 )
-def list_members(project_id: int, user: UserDep, session: SessionDep) -> Page[MemberOut]:
+def list_members(project_id: Id, user: UserDep, session: SessionDep) -> Page[MemberOut]:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     rows = project_service.list_members(session, project)
     return Page[MemberOut](results=[member_out(m, u) for m, u in rows])
@@ -36,7 +36,7 @@ def list_members(project_id: int, user: UserDep, session: SessionDep) -> Page[Me
     status_code=201,
     summary="Add a member (or change their role)",
 )
-def add_member(project_id: int, body: MemberIn, user: UserDep, session: SessionDep) -> MemberOut:
+def add_member(project_id: Id, body: MemberIn, user: UserDep, session: SessionDep) -> MemberOut:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     target = user_service.get_user(session, body.user)
     member = project_service.add_member(session, project, target, body.role)
@@ -49,7 +49,7 @@ def add_member(project_id: int, body: MemberIn, user: UserDep, session: SessionD
     summary="Change a member's role, or pause / resume them",
 )
 def patch_member(
-    project_id: int, user_id: int, body: MemberPatch, user: UserDep, session: SessionDep
+    project_id: Id, user_id: Id, body: MemberPatch, user: UserDep, session: SessionDep
 ) -> MemberOut:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     member = project_service.get_member(session, project, user_id)
@@ -63,7 +63,7 @@ def patch_member(
 
 
 @router.delete("/projects/{project_id}/members/{user_id}", status_code=204, summary="Remove a member")
-def remove_member(project_id: int, user_id: int, user: UserDep, session: SessionDep) -> Response:
+def remove_member(project_id: Id, user_id: Id, user: UserDep, session: SessionDep) -> Response:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     project_service.remove_member(session, project, user_id)
     return Response(status_code=204)

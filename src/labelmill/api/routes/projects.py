@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from labelmill.api.deps import SessionDep, UserDep
-from labelmill.api.models import Page, ProjectIn, ProjectOut, ProjectPatch
+from labelmill.api.models import Id, Page, ProjectIn, ProjectOut, ProjectPatch
 from labelmill.services import projects as project_service
 from labelmill.store.models import Project
 
@@ -61,7 +61,7 @@ def create_project(body: ProjectIn, user: UserDep, session: SessionDep) -> Proje
     response_model_by_alias=True,
     summary="A project with its schema and settings",
 )
-def get_project(project_id: int, user: UserDep, session: SessionDep) -> ProjectOut:
+def get_project(project_id: Id, user: UserDep, session: SessionDep) -> ProjectOut:
     project = project_service.project_for(session, user, project_id)
     role = project_service.role_in(session, user, project_id) or "annotator"
     count = project_service.project_item_count(session, project_id) if role == "manager" else None
@@ -74,7 +74,7 @@ def get_project(project_id: int, user: UserDep, session: SessionDep) -> ProjectO
     response_model_by_alias=True,
     summary="Change name, schema, instructions or settings (settings merge)",
 )
-def patch_project(project_id: int, body: ProjectPatch, user: UserDep, session: SessionDep) -> ProjectOut:
+def patch_project(project_id: Id, body: ProjectPatch, user: UserDep, session: SessionDep) -> ProjectOut:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     changes = body.model_dump(exclude_unset=True, by_alias=True)
     project_service.update_project(session, project, changes)
@@ -82,7 +82,7 @@ def patch_project(project_id: int, body: ProjectPatch, user: UserDep, session: S
 
 
 @router.delete("/projects/{project_id}", status_code=204, summary="Delete a project and everything in it")
-def delete_project(project_id: int, user: UserDep, session: SessionDep) -> Response:
+def delete_project(project_id: Id, user: UserDep, session: SessionDep) -> Response:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     project_service.delete_project(session, project)
     return Response(status_code=204)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from labelmill.api.deps import DbDep, SessionDep, UserDep
-from labelmill.api.models import JobOut
+from labelmill.api.models import Id, JobOut
 from labelmill.jobs.worker import run_pending
 from labelmill.services import jobs as job_service
 from labelmill.services import projects as project_service
@@ -19,7 +19,7 @@ router = APIRouter(tags=["quality"])
 @router.get(
     "/projects/{project_id}/stats", summary="Progress, consensus quality and per-annotator statistics"
 )
-def stats(project_id: int, user: UserDep, session: SessionDep) -> dict[str, Any]:
+def stats(project_id: Id, user: UserDep, session: SessionDep) -> dict[str, Any]:
     project = project_service.project_for(session, user, project_id, project_service.READ)
     return project_stats(session, project)
 
@@ -30,7 +30,7 @@ def stats(project_id: int, user: UserDep, session: SessionDep) -> dict[str, Any]
     status_code=201,
     summary="Recompute consensus, confidence and annotator skill now (normally automatic)",
 )
-async def refresh(project_id: int, user: UserDep, session: SessionDep, db: DbDep) -> Any:
+async def refresh(project_id: Id, user: UserDep, session: SessionDep, db: DbDep) -> Any:
     project_service.project_for(session, user, project_id, project_service.MANAGE)
     session.commit()
     job_id = job_service.schedule_job(db, "consensus", project_id)

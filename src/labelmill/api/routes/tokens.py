@@ -4,7 +4,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import select
 
 from labelmill.api.deps import SessionDep, UserDep
-from labelmill.api.models import NewTokenOut, Page, TokenIn, TokenOut
+from labelmill.api.models import Id, NewTokenOut, Page, TokenIn, TokenOut
 from labelmill.services import users as user_service
 from labelmill.store.models import ApiToken
 
@@ -33,6 +33,6 @@ def create_token(body: TokenIn, user: UserDep, session: SessionDep) -> NewTokenO
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")
-def delete_token(token_id: int, user: UserDep, session: SessionDep) -> Response:
+def delete_token(token_id: Id, user: UserDep, session: SessionDep) -> Response:
     user_service.revoke_token(session, user, token_id)
     return Response(status_code=204)
