@@ -5,7 +5,6 @@ without a running server. Errors are one line on stderr and a non-zero exit."""
 from __future__ import annotations
 
 import csv
-import inspect
 import json
 import os
 import secrets
@@ -436,14 +435,10 @@ def aggregate(
     """Aggregate crowd labels into one label per item with its confidence."""
 
     def go() -> None:
-        from labelmill.quality.methods import DEFAULT_METHOD, METHODS, make_aggregator
-
-        STOCHASTIC = {n for n, cls in METHODS.items() if "random_state" in inspect.signature(cls).parameters}
+        from labelmill.quality.methods import DEFAULT_METHOD, make_aggregator
 
         items, workers, values = _read_labels_csv(labels)
-        name = method or DEFAULT_METHOD
-        params = {"random_state": seed} if name in STOCHASTIC else {}
-        model = make_aggregator(name, **params)
+        model = make_aggregator(method or DEFAULT_METHOD, random_state=seed)
         model.fit({"item": items, "worker": workers, "label": values})
         probas = model.predict_proba()
         best = probas.argmax(axis=1)

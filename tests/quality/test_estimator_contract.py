@@ -108,7 +108,11 @@ def test_accepts_every_input_shape(make: Callable[[], LabelAggregator]) -> None:
 def test_recovers_the_truth_from_good_workers(make: Callable[[], LabelAggregator]) -> None:
     rng = np.random.default_rng(4)
     truth = rng.integers(0, 3, 80)
-    rows = [(i, w, int(truth[i]) if rng.random() < 0.9 else int((truth[i] + 1) % 3)) for i in range(80) for w in range(5)]
+    rows = [
+        (i, w, int(truth[i]) if rng.random() < 0.9 else int((truth[i] + 1) % 3))
+        for i in range(80)
+        for w in range(5)
+    ]
     predicted = make().fit_predict(rows)
     assert np.mean([predicted[i] == truth[i] for i in range(80)]) >= 0.95
 
@@ -152,7 +156,9 @@ def test_gold_clamps_known_items(make: Callable[[], LabelAggregator]) -> None:
 def test_gold_label_nobody_chose_becomes_a_class(make: Callable[[], LabelAggregator]) -> None:
     model = make().fit([("a", "w1", "x"), ("a", "w2", "x"), ("b", "w1", "y")], gold={"b": "z"})
     assert list(model.classes_) == ["x", "y", "z"]
-    assert model.fit_predict([("a", "w1", "x"), ("a", "w2", "x"), ("b", "w1", "y")], gold={"b": "z"})["b"] == "z"
+    assert (
+        model.fit_predict([("a", "w1", "x"), ("a", "w2", "x"), ("b", "w1", "y")], gold={"b": "z"})["b"] == "z"
+    )
 
 
 @ALL

@@ -131,6 +131,8 @@ def _as_array(values: Sequence[Any]) -> npt.NDArray[Any]:
         array = np.asarray(values)
     except ValueError:  # ragged, e.g. lists of classes of different lengths
         array = None
+    if array is not None and array.dtype.kind in "US" and not all(isinstance(v, str) for v in values):
+        array = None  # numpy turned mixed ids such as 0 and "a" into strings, merging 0 with "0"
     if array is None or array.ndim != 1:  # tuples as ids, lists as multi-choice labels: opaque objects
         array = np.empty(len(values), dtype=object)
         array[:] = list(values)

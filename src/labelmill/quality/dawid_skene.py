@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse as sp
 
 from labelmill.quality._codes import (
@@ -80,16 +81,19 @@ class DawidSkene(LabelAggregator):
         n_classes = coded.n_classes
         by_item = label_matrix(coded)
         by_worker_label = by_item.T.tocsr()
+        # Which answers each worker ever gave: only those cells are read by the E-step, and (as in
+        # crowd-kit) a true class a worker never met spreads over their own answers, not all K.
+        gave = (by_worker_label.getnnz(axis=1) > 0).reshape(coded.n_workers, 1, n_classes)
         probas = clamp_gold(initial_probas(coded, self.init), gold_idx)
-        priors, confusions = self._m_step(by_worker_label, probas, coded.n_workers)
+        priors, confusions = self._m_step(by_worker_label, probas, gave)
         loglik, n_done = -np.inf, 0
         for _ in range(self.n_iter):
             n_done += 1
-            log_table = np.log(confusions).transpose(0, 2, 1).reshape(-1, n_classes)
+            log_table = np.log(np.where(gave, confusions, 1.0)).transpose(0, 2, 1).reshape(-1, n_classes)
             probas, log_evidence = softmax_rows(by_item @ log_table + np.log(priors))
             clamp_gold(probas, gold_idx)
             previous, loglik = loglik, float(log_evidence.sum()) / coded.n_labels
-            priors, confusions = self._m_step(by_worker_label, probas, coded.n_workers)
+            priors, confusions = self._m_step(by_worker_label, probas, gave)
             if loglik - previous < self.tol:
                 break
         self.probas_ = probas
@@ -100,16 +104,18 @@ class DawidSkene(LabelAggregator):
         self.loglik_ = loglik
 
     def _m_step(
-        self, by_worker_label: sp.csr_matrix, probas: FloatArray, n_workers: int
+        self, by_worker_label: sp.csr_matrix, probas: FloatArray, gave: npt.NDArray[np.bool_]
     ) -> tuple[FloatArray, FloatArray]:
         n_items, n_classes = probas.shape
+        n_workers = gave.shape[0]
         priors = (column_sum(probas) + self.prior_smoothing) / (n_items + n_classes * self.prior_smoothing)
         # counts[w, c, l]: expected number of times worker w said l when the truth was c.
         counts = np.asarray(by_worker_label @ probas).reshape(n_workers, n_classes, n_classes)
         counts = counts.transpose(0, 2, 1)
         answered = counts.sum(axis=(0, 1))
         pseudo = self.smoothing * answered / max(answered.sum(), EPS)
-        confusions = np.maximum(counts + pseudo, EPS)
+        confusions = counts + pseudo
+        confusions = np.where(gave, np.maximum(confusions, EPS), confusions)
         confusions /= confusions.sum(axis=2, keepdims=True)
         return np.maximum(priors, EPS), confusions
 

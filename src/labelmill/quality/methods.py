@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from labelmill.quality._codes import LabelAggregator
@@ -26,13 +27,21 @@ METHODS: dict[str, type[LabelAggregator]] = {
 DEFAULT_METHOD = "ds"
 
 
-def make_aggregator(name: str = DEFAULT_METHOD, **params: Any) -> LabelAggregator:
-    """A fresh aggregator by method name, e.g. `make_aggregator("glad", n_iter=50)`."""
+def make_aggregator(
+    name: str = DEFAULT_METHOD, *, random_state: int | None = None, **params: Any
+) -> LabelAggregator:
+    """A fresh aggregator by method name, e.g. `make_aggregator("glad", n_iter=50)`.
+
+    `random_state` seeds the stochastic methods (MACE's restarts) and is ignored by the
+    deterministic ones, so callers can ask for reproducibility without knowing which is which.
+    """
     try:
         cls = METHODS[name]
     except KeyError:
         valid = ", ".join(METHODS)
         raise ValueError(f"unknown aggregation method {name!r}; valid methods: {valid}") from None
+    if random_state is not None and "random_state" in inspect.signature(cls).parameters:
+        params["random_state"] = random_state
     try:
         return cls(**params)
     except TypeError as error:

@@ -12,7 +12,6 @@ uses the stored skills incrementally between refits.
 
 from __future__ import annotations
 
-import inspect
 from collections import defaultdict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
@@ -39,15 +38,6 @@ from labelmill.store.models import Annotation, AnnotatorSkill, Consensus, Item, 
 CATEGORICAL = ("choices", "pairwise")
 #: Relative keypoint distance (of the image diagonal) under which two clicks are the same point.
 KEYPOINT_DISTANCE = 0.02
-
-
-def _seed(method: str) -> dict[str, int]:
-    """A fixed seed for the stochastic methods, so a refresh is reproducible."""
-    return (
-        {"random_state": 0}
-        if "random_state" in inspect.signature(aggregation.METHODS[method]).parameters
-        else {}
-    )
 
 
 def _id(key: Hashable) -> int:
@@ -134,7 +124,7 @@ def _categorical(
         g = g.get(key) if key is not None and isinstance(g, dict) else g
         if g is not None and item_id in labels:
             known[item_id] = g
-    model = aggregation.make_aggregator(method, **_seed(method)).fit(rows, gold=known or None)
+    model = aggregation.make_aggregator(method, random_state=0).fit(rows, gold=known or None)
     probas = model.predict_proba()
     best = probas.argmax(axis=1)
     values: dict[int, Any] = {}
