@@ -68,7 +68,7 @@ def child_raw(url: str, path: str) -> None:
     with open(path) as fh:
         for line in fh:
             obj = json.loads(line)
-            rows.append((0, obj["external_id"], json.dumps(obj["data"]), None, None, False, 0.0, 0))
+            rows.append((0, obj["external_id"], json.dumps(obj["data"]), None, None, False, 0.0, 0, 0, True))
     with db.session() as s:
         pid = s.execute(
             insert(Project)

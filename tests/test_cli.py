@@ -287,3 +287,21 @@ def test_import_parquet_and_labelstudio(env: dict[str, Any]) -> None:
     assert ls["predictions"][0]["value"] == {"sentiment": "pos"}
     assert ls["annotations"][0]["value"] == {"sentiment": "neg"} and ls["annotations"][0]["annotator"] == "3"
     assert ls["consensus"]["value"] == {"sentiment": "neg"}
+
+
+def test_stats_command(env: dict[str, Any]) -> None:
+    db, tmp = env["db"], env["tmp"]
+    cli("project", "create", "p", "--schema", str(env["schema"]), "--db", db)
+    lines = [
+        {
+            "data": {"text": f"t{i}"},
+            "annotations": [{"annotator": w, "value": {"sentiment": "pos"}} for w in ("ann", "bob")],
+        }
+        for i in range(3)
+    ]
+    (tmp / "a.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    assert cli("import", "p", str(tmp / "a.jsonl"), "--db", db).exit_code == 0
+    r = cli("stats", "p", "--db", db)
+    assert r.exit_code == 0 and "items 3: 3 done" in r.output and "ann" in r.output, r.output
+    data = json.loads(cli("stats", "p", "--json", "--db", db).output)
+    assert data["progress"]["done"] == 3 and {a["name"] for a in data["annotators"]} == {"ann", "bob"}

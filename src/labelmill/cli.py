@@ -252,6 +252,60 @@ def member_add(
     run(go)
 
 
+@app.command("stats")
+def stats_cmd(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full statistics as JSON.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Project progress and per-annotator statistics (speed, gold accuracy, agreement, skill, reviews)."""
+
+    def go() -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from labelmill.services.projects import get_project
+        from labelmill.services.stats import project_stats
+
+        with database(db).session() as session:
+            data = project_stats(session, get_project(session, project))
+        if as_json:
+            typer.echo(json.dumps(data, indent=2, default=str))
+            return
+        p = data["progress"]
+        eta = f"{p['eta_seconds'] / 3600:.1f} h" if p["eta_seconds"] else "-"
+        typer.echo(
+            f"items {p['items']}: {p['done']} done, {p['in_progress']} in progress, "
+            f"{p['remaining']} remaining ({p['labels_remaining']} labels, "
+            f"{p['labels_per_hour']}/h, finishes in {eta})"
+        )
+        table = Table(
+            "annotator", "done", "skips", "median s", "gold acc", "agreement", "skill", "accepted", "status"
+        )
+
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{v:.0%}"
+
+        for a in data["annotators"]:
+            skill = sum(a["skill"].values()) / len(a["skill"]) if a["skill"] else None
+            median = "-" if a["median_seconds"] is None else f"{a['median_seconds']:.1f}"
+            status = f"paused: {a['pause_reason']}" if a["paused"] else (a["qualification"] or "")
+            table.add_row(
+                a["name"],
+                str(a["tasks_done"]),
+                str(a["skips"]),
+                median,
+                pct(a["gold_accuracy"]),
+                pct(a["agreement_with_consensus"]),
+                pct(skill),
+                pct(a["review_acceptance"]),
+                status,
+            )
+        Console().print(table)
+
+    run(go)
+
+
 # -- import and export -----------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ from labelmill.api.routes import (
     members,
     projects,
     quality,
+    reviews,
+    tasks,
     tokens,
     users,
 )
@@ -70,7 +72,20 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=16 * 1024 * 1024, max_upload_bytes=settings.max_upload_bytes
     )
-    for module in (auth, users, tokens, projects, members, items, imports, exports, jobs, quality):
+    for module in (
+        auth,
+        users,
+        tokens,
+        projects,
+        members,
+        items,
+        imports,
+        exports,
+        jobs,
+        quality,
+        tasks,
+        reviews,
+    ):
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
 
     @app.get("/api/v1/health", tags=["meta"], summary="Liveness and database check")

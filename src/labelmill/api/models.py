@@ -178,3 +178,84 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (422, "Invalid input: the message names the field (and file:line for imports)"),
     )
 }
+
+
+class TaskItemOut(BaseModel):
+    """What an annotator sees of an item: its data, never whether it is gold, never a gold answer."""
+
+    id: int
+    data: dict[str, Any]
+    meta: dict[str, Any] | None = None
+
+
+class PredictionOut(BaseModel):
+    value: dict[str, Any]
+    score: float | None
+    model_version: str
+
+
+class TaskOut(BaseModel):
+    id: int
+    project_id: int
+    state: str
+    item: TaskItemOut
+    predictions: list[PredictionOut] = Field(default_factory=list, description="Pre-labels to start from.")
+    leased_at: datetime | None
+    expires_at: datetime | None
+
+
+class NextTaskOut(BaseModel):
+    task: TaskOut
+
+
+class SubmitIn(Strict):
+    value: dict[str, Any] = Field(description="The annotation value, keyed by control name (DESIGN.md).")
+
+
+class MyTaskOut(BaseModel):
+    id: int
+    project_id: int
+    item_id: int
+    state: str
+    leased_at: datetime | None
+    expires_at: datetime | None
+    finished_at: datetime | None
+
+
+class MyAnnotationOut(BaseModel):
+    id: int
+    task_id: int | None
+    item_id: int
+    value: dict[str, Any]
+    status: str
+    lead_seconds: float | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ReviewIn(Strict):
+    action: Literal["accept", "reject", "correct"]
+    comment: str = Field(default="", max_length=10_000, description="Required to reject.")
+    value: dict[str, Any] | None = Field(default=None, description="The corrected value, to correct.")
+
+
+class ReviewOut(BaseModel):
+    id: int
+    annotation_id: int
+    reviewer_id: int | None
+    action: str
+    comment: str
+    created_at: datetime | None
+
+
+class ReviewAnnotationOut(BaseModel):
+    id: int
+    annotator_id: int | None
+    value: dict[str, Any]
+    status: str
+    lead_seconds: float | None
+
+
+class ReviewTaskOut(BaseModel):
+    annotation: ReviewAnnotationOut
+    item: TaskItemOut

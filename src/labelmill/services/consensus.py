@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from labelmill.quality import methods as aggregation
 from labelmill.quality.geometry import box_consensus, keypoint_consensus, polygon_consensus, segment_consensus
@@ -32,7 +33,7 @@ from labelmill.quality.transcripts import transcript_consensus
 from labelmill.schema import LabelSchema
 from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
-from labelmill.store.models import Annotation, AnnotatorSkill, Consensus, Item, Project
+from labelmill.store.models import Annotation, AnnotatorSkill, Consensus, Item, Member, Project
 
 #: Control types aggregated by a categorical model (the project's method, Dawid–Skene by default).
 CATEGORICAL = ("choices", "pairwise")
@@ -82,7 +83,7 @@ def _load(
             .where(
                 Annotation.project_id == project_id,
                 Annotation.annotator_id.is_not(None),
-                Annotation.status != "rejected",
+                Annotation.status.notin_(("rejected", "correction")),
             )
             .order_by(Annotation.id)
         )
@@ -308,11 +309,38 @@ def _spam_flags(
     return {int(f.worker): (float(f.score), "; ".join(f.reasons)) for f in flags if f.is_spammer}
 
 
+def _corrections(db: Database, project_id: int) -> dict[int, dict[str, Any]]:
+    """A reviewer's correction is the item's label; the newest one wins."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Annotation.item_id, Annotation.value)
+            .where(Annotation.project_id == project_id, Annotation.status == "correction")
+            .order_by(Annotation.id)
+        )
+        return {item_id: value for item_id, value in rows}
+
+
+def _pause_spammers(session: Session, project_id: int, flags: Mapping[int, tuple[float, str]]) -> None:
+    """Annotators the quality engine flags are paused until a manager resumes them."""
+    for member in session.scalars(
+        select(Member).where(
+            Member.project_id == project_id,
+            Member.user_id.in_(list(flags)),
+            Member.role == "annotator",
+            ~Member.paused,
+        )
+    ):
+        score, reason = flags[member.user_id]
+        member.paused = True
+        member.pause_reason = f"flagged as a likely spammer (score {score:.2f}): {reason}"
+
+
 def refresh_consensus(db: Database, project_id: int) -> RefreshResult:
     project, labels, gold, media = _load(db, project_id)
     schema = load_schema(project.label_schema)
     results = aggregate_project(schema, project.settings, labels, gold, media)
     flags = _spam_flags(schema, labels, results, gold)
+    corrections = _corrections(db, project_id)
     rows = []
     for item_id in labels:
         value: dict[str, Any] = {}
@@ -327,6 +355,8 @@ def refresh_consensus(db: Database, project_id: int) -> RefreshResult:
         if isinstance(answer, dict) and answer:
             value.update(answer)  # a known true answer beats any estimate of it
             methods = {"gold"} if set(answer) >= set(value) else methods | {"gold"}
+        if item_id in corrections:
+            value, confidences, methods = corrections[item_id], [1.0], {"review"}
         if value:
             rows.append(
                 {
@@ -366,6 +396,7 @@ def refresh_consensus(db: Database, project_id: int) -> RefreshResult:
         session.execute(delete(AnnotatorSkill).where(AnnotatorSkill.project_id == project_id))
         if skill_rows:
             session.execute(insert(AnnotatorSkill), skill_rows)
+        _pause_spammers(session, project_id, flags)
     return RefreshResult(
         items=len(rows),
         controls={n: r.method for n, r in results.items()},

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from labelmill.formats.records import FormatError, ImportRecord
@@ -24,7 +24,7 @@ from labelmill.services.users import get_or_create_annotator
 from labelmill.store.bulk import ItemRow, insert_items, update_items
 from labelmill.store.engine import Database
 from labelmill.store.media import KEY_PREFIX, MediaStore, safe_media_name
-from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project
+from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project, Task
 
 OnDuplicate = Literal["reject", "update", "skip"]
 ON_DUPLICATE = ("reject", "update", "skip")
@@ -79,6 +79,7 @@ class _Importer:
         self.project = project
         self.schema: LabelSchema = load_schema(project.label_schema)
         self.sources = {c.name: c.source for c in self.schema.controls}
+        self.overlap = int(project.settings.get("overlap", 1))
         self.on_duplicate = on_duplicate
         self.media = media
         self.media_written: list[str] = []
@@ -185,6 +186,9 @@ class _Importer:
                 rec.gold is not None,
                 0.0,
                 len(rec.annotations),
+                # imported labels take their slots; gold items are outside overlap accounting
+                0 if rec.gold is not None else len(rec.annotations),
+                rec.gold is None and len(rec.annotations) < self.overlap,
             )
             (changed_rows if ext in existing else new_rows).append(row)
             written.append(rec)
@@ -287,10 +291,17 @@ class _Importer:
                 )
             )
         count = select(func.count()).select_from(Annotation).where(Annotation.item_id == item_id)
+        leases = select(func.count()).select_from(Task).where(Task.item_id == item_id, Task.state == "leased")
+        labels = count.scalar_subquery() + len(rec.annotations)
+        taken = labels + leases.scalar_subquery()
         self.conn.execute(
             update(Item)
             .where(Item.id == item_id)
-            .values(annotation_count=count.scalar_subquery() + len(rec.annotations))
+            .values(
+                annotation_count=labels,
+                assigned=case((Item.is_gold, 0), else_=taken),
+                is_open=~Item.is_gold & (taken < func.coalesce(Item.needed, self.overlap)),
+            )
         )
 
     def _annotator(self, name: Any) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from labelmill.schema import LabelSchema, SchemaError, parse_schema, schema_to_json
@@ -180,9 +180,22 @@ def update_project(session: Session, project: Project, changes: dict[str, Any]) 
         if "max_overlap" not in (changes["settings"] or {}) and type(new_overlap) is int:
             # Raising overlap above the old ceiling raises the ceiling with it.
             merged["max_overlap"] = max(new_overlap, project.settings.get("max_overlap") or 1)
+        before = (project.settings.get("overlap"), project.settings.get("max_overlap"))
         project.settings = validate_settings(merged)
+        if (project.settings["overlap"], project.settings["max_overlap"]) != before:
+            _recompute_open(session, project)
     session.flush()
     return project
+
+
+def _recompute_open(session: Session, project: Project) -> None:
+    """Re-derive every item's open flag after the project's overlap changed."""
+    overlap = int(project.settings["overlap"])
+    session.execute(
+        update(Item)
+        .where(Item.project_id == project.id, ~Item.is_gold)
+        .values(is_open=Item.assigned < func.coalesce(Item.needed, overlap))
+    )
 
 
 def _check_schema_change(old: LabelSchema, new: LabelSchema) -> None:

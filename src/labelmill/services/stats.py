@@ -1,79 +1,182 @@
-"""Project and annotator statistics for managers: progress, consensus quality, and each
-annotator's volume, speed, estimated skill and spam flag."""
+"""Project progress and per-annotator statistics for managers: how far along the project is,
+when it will finish, and how fast, how accurate and how trusted each annotator is."""
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, case, func, select
 from sqlalchemy.orm import Session
 
-from labelmill.store.models import Annotation, AnnotatorSkill, Consensus, Item, Member, Project, User
+from labelmill.quality.gold import gold_score, is_correct
+from labelmill.services.projects import load_schema
+from labelmill.store.models import Annotation, AnnotatorSkill, Consensus, Item, Member, Project, Task, User
+
+#: Window over which the recent labelling rate (for the time-to-finish estimate) is measured.
+RATE_WINDOW = timedelta(hours=1)
 
 
-def project_stats(session: Session, project: Project) -> dict[str, Any]:
-    pid = project.id
-    count = select(func.count()).select_from(Item).where(Item.project_id == pid)
-    items = session.scalar(count) or 0
-    gold = session.scalar(count.where(Item.is_gold.is_(True))) or 0
-    annotated = session.scalar(count.where(Item.annotation_count > 0)) or 0
+def _progress(session: Session, project: Project) -> dict[str, Any]:
+    overlap = int(project.settings.get("overlap", 1))
+    needed = func.coalesce(Item.needed, overlap)
+    done = Item.annotation_count >= needed
+    row = session.execute(
+        select(
+            func.count(),
+            func.sum(case((done, 1), else_=0)),
+            func.sum(case((~done & (Item.assigned > 0), 1), else_=0)),
+            func.sum(case((done, 0), else_=needed - Item.annotation_count)),
+        ).where(Item.project_id == project.id, ~Item.is_gold)
+    ).one()
+    total, n_done, in_progress, labels_left = (int(v or 0) for v in row)
+    since = datetime.now(UTC) - RATE_WINDOW
+    recent = (
+        session.scalar(
+            select(func.count())
+            .select_from(Annotation)
+            .where(
+                Annotation.project_id == project.id,
+                Annotation.created_at >= since,
+                Annotation.task_id.is_not(None),
+            )
+        )
+        or 0
+    )
+    rate = recent / RATE_WINDOW.total_seconds()
+    return {
+        "items": total,
+        "done": n_done,
+        "in_progress": in_progress,
+        "remaining": total - n_done,
+        "labels_remaining": max(labels_left, 0),
+        "labels_per_hour": round(rate * 3600, 2),
+        "eta_seconds": round(labels_left / rate)
+        if rate > 0 and labels_left > 0
+        else (0 if labels_left <= 0 else None),
+    }
+
+
+def _consensus_summary(session: Session, project: Project) -> dict[str, Any]:
     target = float(project.settings.get("target_confidence", 0.95))
-    consensus = session.execute(
+    row = session.execute(
         select(
             func.count(),
             func.avg(Consensus.confidence),
-            func.sum(func.cast(Consensus.confidence < target, type_=Item.annotation_count.type)),
-            func.sum(func.cast(Consensus.auto, type_=Item.annotation_count.type)),
-        ).where(Consensus.project_id == pid)
+            func.sum(case((Consensus.confidence < target, 1), else_=0)),
+            func.sum(func.cast(Consensus.auto, Integer)),
+        ).where(Consensus.project_id == project.id)
     ).one()
+    return {
+        "items": int(row[0] or 0),
+        "mean_confidence": float(row[1]) if row[1] is not None else None,
+        "below_target": int(row[2] or 0),
+        "auto_labeled": int(row[3] or 0),
+        "target_confidence": target,
+    }
+
+
+def annotator_stats(session: Session, project: Project) -> list[dict[str, Any]]:
+    pid = project.id
+    controls = {c.name: c.type for c in load_schema(project.label_schema).controls}
+    tasks: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for uid, state, n in session.execute(
+        select(Task.annotator_id, Task.state, func.count())
+        .where(Task.project_id == pid)
+        .group_by(Task.annotator_id, Task.state)
+    ):
+        tasks[uid][state] = n
     leads: dict[int, list[float]] = defaultdict(list)
     counts: dict[int, int] = defaultdict(int)
-    for annotator_id, lead in session.execute(
-        select(Annotation.annotator_id, Annotation.lead_seconds).where(
-            Annotation.project_id == pid, Annotation.annotator_id.is_not(None)
+    reviews: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    gold_hits: dict[int, list[bool]] = defaultdict(list)
+    agreement: dict[int, list[bool]] = defaultdict(list)
+    rows = session.execute(
+        select(
+            Annotation.annotator_id,
+            Annotation.value,
+            Annotation.lead_seconds,
+            Annotation.status,
+            Item.is_gold,
+            Item.gold,
+            Consensus.value,
         )
-    ):
-        if annotator_id is None:
-            continue
-        counts[annotator_id] += 1
+        .join(Item, Item.id == Annotation.item_id)
+        .outerjoin(Consensus, Consensus.item_id == Annotation.item_id)
+        .where(
+            Annotation.project_id == pid,
+            Annotation.annotator_id.is_not(None),
+            Annotation.status != "correction",
+        )
+    )
+    for uid, value, lead, status, is_gold, gold, consensus in rows:
+        counts[uid] += 1
         if lead is not None:
-            leads[annotator_id].append(lead)
+            leads[uid].append(lead)
+        reviews[uid][status] += 1
+        if is_gold and gold:
+            score = gold_score(controls, value, gold)
+            if score is not None:
+                gold_hits[uid].append(is_correct(score))
+        elif consensus:
+            score = gold_score(controls, value, consensus)
+            if score is not None:
+                agreement[uid].append(is_correct(score))
     skills: dict[int, list[AnnotatorSkill]] = defaultdict(list)
-    for row in session.scalars(select(AnnotatorSkill).where(AnnotatorSkill.project_id == pid)):
-        skills[row.annotator_id].append(row)
-    members = dict(session.execute(select(Member.user_id, Member).where(Member.project_id == pid)).all())
-    ids = sorted(set(counts) | set(skills))
+    for skill in session.scalars(select(AnnotatorSkill).where(AnnotatorSkill.project_id == pid)):
+        skills[skill.annotator_id].append(skill)
+    members = {m.user_id: m for m in session.scalars(select(Member).where(Member.project_id == pid))}
+    ids = sorted(set(counts) | set(tasks) | set(skills))
     names = dict(session.execute(select(User.id, User.name).where(User.id.in_(ids))).all()) if ids else {}
-    annotators = []
+    out = []
     for uid in ids:
-        rows = skills.get(uid, [])
-        spam = next((r for r in rows if r.spam_score is not None), None)
+        reviewed = {k: reviews[uid][k] for k in ("accepted", "rejected", "corrected")}
+        n_reviewed = sum(reviewed.values())
+        spam = next((s for s in skills.get(uid, []) if s.spam_score is not None), None)
         member = members.get(uid)
-        annotators.append(
+        out.append(
             {
                 "user_id": uid,
                 "name": names.get(uid),
+                "role": member.role if member else None,
                 "annotations": counts.get(uid, 0),
+                "tasks_done": tasks[uid]["submitted"],
+                "skips": tasks[uid]["skipped"],
+                "expired": tasks[uid]["expired"],
                 "median_seconds": statistics.median(leads[uid]) if leads.get(uid) else None,
-                "skill": {r.control: r.skill for r in rows},
+                "gold_accuracy": _share(gold_hits.get(uid)),
+                "gold_answers": len(gold_hits.get(uid, [])),
+                "agreement_with_consensus": _share(agreement.get(uid)),
+                "skill": {s.control: s.skill for s in skills.get(uid, [])},
+                "review_acceptance": reviewed["accepted"] / n_reviewed if n_reviewed else None,
+                "reviews": reviewed,
                 "spam_score": spam.spam_score if spam else None,
                 "spam_reason": spam.spam_reason if spam else None,
                 "paused": bool(member.paused) if member else False,
+                "pause_reason": member.pause_reason if member else None,
+                "qualification": member.qualification if member else None,
             }
         )
+    return out
+
+
+def _share(hits: list[bool] | None) -> float | None:
+    return sum(hits) / len(hits) if hits else None
+
+
+def project_stats(session: Session, project: Project) -> dict[str, Any]:
+    count = select(func.count()).select_from(Item).where(Item.project_id == project.id)
     return {
-        "items": items,
-        "gold_items": gold,
-        "annotated_items": annotated,
-        "annotations": sum(counts.values()),
-        "consensus": {
-            "items": consensus[0] or 0,
-            "mean_confidence": float(consensus[1]) if consensus[1] is not None else None,
-            "below_target": int(consensus[2] or 0),
-            "auto_labeled": int(consensus[3] or 0),
-            "target_confidence": target,
-        },
-        "annotators": annotators,
+        "items": session.scalar(count) or 0,
+        "gold_items": session.scalar(count.where(Item.is_gold)) or 0,
+        "annotated_items": session.scalar(count.where(Item.annotation_count > 0)) or 0,
+        "annotations": session.scalar(
+            select(func.count()).select_from(Annotation).where(Annotation.project_id == project.id)
+        )
+        or 0,
+        "progress": _progress(session, project),
+        "consensus": _consensus_summary(session, project),
+        "annotators": annotator_stats(session, project),
     }

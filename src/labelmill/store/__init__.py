@@ -12,6 +12,7 @@ from labelmill.store.models import (
     Member,
     Prediction,
     Project,
+    Review,
     Task,
     User,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Member",
     "Prediction",
     "Project",
+    "Review",
     "Task",
     "User",
     "migrate",

@@ -22,8 +22,10 @@ ITEM_COLUMNS = (
     "is_gold",
     "priority",
     "annotation_count",
+    "assigned",
+    "is_open",
 )
-ItemRow = tuple[int, str, str, str | None, str | None, bool, float, int]
+ItemRow = tuple[int, str, str, str | None, str | None, bool, float, int, int, bool]
 
 
 def insert_items(conn: Connection, rows: Sequence[ItemRow]) -> None:

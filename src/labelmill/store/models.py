@@ -23,7 +23,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     func,
+    text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -110,6 +113,8 @@ class Member(Base):
     role: Mapped[str] = mapped_column(String(16))
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     pause_reason: Mapped[str | None] = mapped_column(Text)
+    #: ``pending`` until the annotator has passed the project's gold qualification, then ``qualified``.
+    qualification: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
@@ -118,7 +123,23 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("project_id", "external_id", name="uq_items_project_external_id"),
         Index("ix_items_project_id_id", "project_id", "id"),
-        Index("ix_items_queue", "project_id", "is_gold", "annotation_count", "priority", "id"),
+        # Next-task reads the open, non-gold items of a project best-first; done items are not
+        # in this index at all, so the query costs the same at 0% and at 99% done.
+        Index(
+            "ix_items_open",
+            "project_id",
+            text("priority DESC"),
+            "id",
+            sqlite_where=text("is_open AND NOT is_gold"),
+            postgresql_where=text("is_open AND NOT is_gold"),
+        ),
+        Index(
+            "ix_items_gold",
+            "project_id",
+            "id",
+            sqlite_where=text("is_gold"),
+            postgresql_where=text("is_gold"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -131,6 +152,12 @@ class Item(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[float] = mapped_column(Float, default=0.0)
     annotation_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Slots taken: submitted annotations plus live leases (gold items excepted from overlap).
+    assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: Labels this item should get, when adaptive overlap asked for more than the project's overlap.
+    needed: Mapped[int | None] = mapped_column(Integer)
+    #: assigned < needed (or the project's overlap): the item can be handed out.
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
@@ -149,6 +176,8 @@ class Task(Base):
     item_id: Mapped[int] = mapped_column(BigId, ForeignKey("items.id", ondelete="CASCADE"))
     annotator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     state: Mapped[str] = mapped_column(String(16), default="leased")
+    #: Served as a gold (honeypot) item; never shown to the annotator.
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     leased_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -159,6 +188,8 @@ class Annotation(Base):
     __table_args__ = (
         Index("ix_annotations_project_item", "project_id", "item_id"),
         Index("ix_annotations_project_annotator", "project_id", "annotator_id"),
+        Index("ix_annotations_project_status", "project_id", "status"),
+        UniqueConstraint("annotator_id", "idempotency_key", name="uq_annotations_idempotency"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -171,10 +202,28 @@ class Annotation(Base):
     value: Mapped[dict[str, Any]] = mapped_column(JSONType)
     #: Seconds from lease to submit, when the annotation came through the queue.
     lead_seconds: Mapped[float | None] = mapped_column(Float)
-    #: ``submitted``, ``accepted``, ``rejected`` or ``corrected`` (review outcome).
+    #: ``submitted``; ``pending_review`` when drawn for review, then ``accepted``, ``rejected``
+    #: or ``corrected``; a reviewer's correction itself is ``correction``.
     status: Mapped[str] = mapped_column(String(16), default="submitted")
+    #: The client's ``Idempotency-Key``: a retried submit returns this annotation again.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now(), onupdate=_now())
+
+
+class Review(Base):
+    """A reviewer's verdict on one annotation: accept, reject (item goes back to the queue) or correct."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (Index("ix_reviews_project_annotation", "project_id", "annotation_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    annotation_id: Mapped[int] = mapped_column(BigId, ForeignKey("annotations.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
 class Prediction(Base):

@@ -58,6 +58,8 @@ def patch_member(
     if body.paused is not None:
         member.paused = body.paused
         member.pause_reason = body.pause_reason if body.paused else None
+        if not body.paused:
+            member.qualification = "qualified"  # a manager who resumes an annotator vouches for them
     session.flush()
     return member_out(member, user_service.get_user(session, user_id))
 

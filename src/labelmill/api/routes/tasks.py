@@ -1,0 +1,130 @@
+"""The annotator loop: next task, submit, skip, edit. Annotators only ever see their own tasks
+and annotations, and never learn which items are gold."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from labelmill.api.deps import DbDep, SessionDep, UserDep
+from labelmill.api.models import (
+    Id,
+    IdQuery,
+    MyAnnotationOut,
+    MyTaskOut,
+    NextTaskOut,
+    Page,
+    PredictionOut,
+    SubmitIn,
+    TaskItemOut,
+    TaskOut,
+)
+from labelmill.services import queue
+from labelmill.services.errors import NotFound
+from labelmill.store.models import Annotation
+
+router = APIRouter(tags=["tasks"])
+
+
+def task_out(lease: queue.Lease) -> TaskOut:
+    task, item = lease.task, lease.item
+    return TaskOut(
+        id=task.id,
+        project_id=task.project_id,
+        state=task.state,
+        item=TaskItemOut(id=item.id, data=item.data, meta=item.meta),
+        predictions=[
+            PredictionOut(value=p.value, score=p.score, model_version=p.model_version)
+            for p in lease.predictions
+        ],
+        leased_at=task.leased_at,
+        expires_at=task.expires_at,
+    )
+
+
+def annotation_out(annotation: Annotation) -> MyAnnotationOut:
+    return MyAnnotationOut.model_validate(annotation, from_attributes=True)
+
+
+@router.post(
+    "/projects/{project_id}/tasks/next",
+    response_model=NextTaskOut,
+    responses={204: {"description": "Nothing is left for this annotator"}},
+    summary="Lease the caller's next task (or get their live lease back)",
+)
+async def next_task(project_id: Id, user: UserDep, db: DbDep) -> Any:
+    lease = await run_in_threadpool(queue.next_task, db, project_id, user)
+    if lease is None:
+        return Response(status_code=204)
+    return NextTaskOut(task=task_out(lease))
+
+
+@router.post(
+    "/tasks/{task_id}/submit",
+    response_model=MyAnnotationOut,
+    status_code=201,
+    summary="Submit the task's annotation (idempotent under an Idempotency-Key header)",
+)
+async def submit(
+    task_id: Id,
+    body: SubmitIn,
+    user: UserDep,
+    db: DbDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> Any:
+    annotation, created = await run_in_threadpool(
+        lambda: queue.submit(db, task_id, user, body.value, idempotency_key=idempotency_key)
+    )
+    out = annotation_out(annotation)
+    if created:
+        return out
+    return JSONResponse(out.model_dump(mode="json"), status_code=201, headers={"Idempotent-Replayed": "true"})
+
+
+@router.post(
+    "/tasks/{task_id}/skip", response_model=MyTaskOut, summary="Skip the task; the item goes to someone else"
+)
+async def skip(task_id: Id, user: UserDep, db: DbDep) -> Any:
+    task = await run_in_threadpool(queue.skip, db, task_id, user)
+    return MyTaskOut.model_validate(task, from_attributes=True)
+
+
+@router.get("/tasks", response_model=Page[MyTaskOut], summary="The caller's own tasks, newest first")
+def my_tasks(
+    user: UserDep,
+    session: SessionDep,
+    project_id: IdQuery = None,
+    state: str | None = Query(None, pattern="^(leased|submitted|skipped|expired)$"),
+    limit: int = Query(100, ge=1, le=500),
+    cursor: str | None = Query(None, pattern=r"^\d{1,18}$"),
+) -> Page[MyTaskOut]:
+    rows = queue.my_tasks(
+        session, project_id, user, state=state, limit=limit, before=int(cursor) if cursor else None
+    )
+    next_cursor = str(rows[-1].id) if len(rows) == limit else None
+    return Page[MyTaskOut](
+        results=[MyTaskOut.model_validate(t, from_attributes=True) for t in rows], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/annotations/{annotation_id}", response_model=MyAnnotationOut, summary="One of the caller's annotations"
+)
+def get_annotation(annotation_id: Id, user: UserDep, session: SessionDep) -> MyAnnotationOut:
+    annotation = session.get(Annotation, annotation_id)
+    if annotation is None or annotation.annotator_id != user.id:
+        raise NotFound(f"no annotation {annotation_id}", field="annotation_id")
+    return annotation_out(annotation)
+
+
+@router.patch(
+    "/annotations/{annotation_id}",
+    response_model=MyAnnotationOut,
+    summary="Change the caller's own annotation until it is reviewed",
+)
+async def edit_annotation(annotation_id: Id, body: SubmitIn, user: UserDep, db: DbDep) -> Any:
+    annotation = await run_in_threadpool(queue.edit, db, annotation_id, user, body.value)
+    return annotation_out(annotation)

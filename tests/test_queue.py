@@ -1,0 +1,306 @@
+"""The annotation queue, through the API and under concurrency, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from labelmill.services import queue
+from labelmill.services.users import get_user
+from labelmill.store.models import Annotation, Task
+from tests.conftest import auth, make_user
+
+SCHEMA = {"controls": [{"name": "label", "type": "choices", "source": "text", "classes": ["pos", "neg"]}]}
+GOLD_MARK = "pos"
+
+
+def project(client: Any, token: str, n_items: int = 10, *, gold: int = 0, **settings: Any) -> int:
+    r = client.post(
+        "/api/v1/projects", json={"name": "q", "schema": SCHEMA, "settings": settings}, headers=auth(token)
+    )
+    assert r.status_code == 201, r.text
+    pid = int(r.json()["id"])
+    lines = [{"data": {"text": f"item {i}"}, "external_id": f"i{i}"} for i in range(n_items)]
+    lines += [
+        {"data": {"text": f"honeypot {i}"}, "external_id": f"g{i}", "gold": {"label": GOLD_MARK}}
+        for i in range(gold)
+    ]
+    body = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    r = client.post(
+        f"/api/v1/projects/{pid}/imports", files={"files": ("a.jsonl", io.BytesIO(body))}, headers=auth(token)
+    )
+    assert r.status_code == 201, r.text
+    return pid
+
+
+def annotators(client: Any, db: Any, admin: str, pid: int, n: int) -> list[str]:
+    tokens = []
+    for k in range(n):
+        _, token = make_user(db, f"ann{k}")
+        r = client.post(
+            f"/api/v1/projects/{pid}/members",
+            json={"user": f"ann{k}", "role": "annotator"},
+            headers=auth(admin),
+        )
+        assert r.status_code == 201
+        tokens.append(token)
+    return tokens
+
+
+def next_task(client: Any, token: str, pid: int) -> dict[str, Any] | None:
+    r = client.post(f"/api/v1/projects/{pid}/tasks/next", headers=auth(token))
+    if r.status_code == 204:
+        return None
+    assert r.status_code == 200, r.text
+    return dict(r.json()["task"])
+
+
+def submit(client: Any, token: str, task_id: int, label: str = "pos", **headers: str) -> Any:
+    return client.post(
+        f"/api/v1/tasks/{task_id}/submit",
+        json={"value": {"label": label}},
+        headers={**auth(token), **headers},
+    )
+
+
+def test_loop_overlap_and_no_repeats(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 6, overlap=2)
+    a, b, c = annotators(client, db, admin_token, pid, 3)
+    first = next_task(client, a, pid)
+    assert first is not None and set(first) >= {"id", "item", "expires_at"}
+    assert next_task(client, a, pid)["id"] == first["id"]  # a live lease comes back, not a new task
+    r = submit(client, a, first["id"])
+    assert r.status_code == 201 and r.json()["value"] == {"label": "pos"} and r.json()["lead_seconds"] >= 0
+    done: Counter[int] = Counter()
+    for token in (a, b, c):
+        while (task := next_task(client, token, pid)) is not None:
+            assert submit(client, token, task["id"]).status_code == 201
+            done[task["item"]["id"]] += 1
+    done[first["item"]["id"]] += 1
+    assert len(done) == 6 and set(done.values()) == {2}
+    stats = client.get(f"/api/v1/projects/{pid}/stats", headers=auth(admin_token)).json()
+    assert stats["progress"]["done"] == 6 and stats["progress"]["remaining"] == 0
+
+
+def test_errors_and_visibility(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 2)
+    a, b = annotators(client, db, admin_token, pid, 2)
+    _, stranger = make_user(db, "stranger")
+    assert client.post(f"/api/v1/projects/{pid}/tasks/next", headers=auth(stranger)).status_code == 404
+    task = next_task(client, a, pid)
+    assert task is not None
+    assert submit(client, b, task["id"]).status_code == 404  # someone else's task is invisible
+    r = client.post(f"/api/v1/tasks/{task['id']}/submit", json={"value": {"label": "meh"}}, headers=auth(a))
+    assert r.status_code == 422 and r.json()["field"] == "value.label"
+    assert submit(client, a, task["id"]).status_code == 201
+    again = submit(client, a, task["id"])
+    assert again.status_code == 409 and "already submitted" in again.json()["detail"]
+    mine = client.get("/api/v1/tasks", headers=auth(a)).json()["results"]
+    assert [t["id"] for t in mine] == [task["id"]]
+    assert client.get("/api/v1/tasks", headers=auth(b)).json()["results"] == []
+
+
+def test_idempotent_retry(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 2)
+    (a,) = annotators(client, db, admin_token, pid, 1)
+    task = next_task(client, a, pid)
+    first = submit(client, a, task["id"], **{"Idempotency-Key": "k-1"})
+    retry = submit(client, a, task["id"], **{"Idempotency-Key": "k-1"})
+    assert first.status_code == retry.status_code == 201
+    assert retry.json()["id"] == first.json()["id"] and retry.headers.get("Idempotent-Replayed") == "true"
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Annotation)) == 1
+
+
+def test_skip_sends_item_to_someone_else(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 1)
+    a, b = annotators(client, db, admin_token, pid, 2)
+    task = next_task(client, a, pid)
+    assert next_task(client, b, pid) is None  # overlap 1: the only item is leased
+    r = client.post(f"/api/v1/tasks/{task['id']}/skip", headers=auth(a))
+    assert r.status_code == 200 and r.json()["state"] == "skipped"
+    assert next_task(client, a, pid) is None  # never the same item twice
+    other = next_task(client, b, pid)
+    assert other is not None and other["item"]["id"] == task["item"]["id"]
+
+
+def _expire(db: Any, task_id: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with db.session() as s:
+        s.execute(
+            update(Task).where(Task.id == task_id).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+def test_lease_expiry(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 1)
+    a, b = annotators(client, db, admin_token, pid, 2)
+    task = next_task(client, a, pid)
+    assert next_task(client, b, pid) is None
+    _expire(db, task["id"])
+    taken = next_task(client, b, pid)  # the expired lease went back to the pool
+    assert taken is not None and taken["item"]["id"] == task["item"]["id"]
+    assert submit(client, b, taken["id"]).status_code == 201
+    late = submit(client, a, task["id"])  # the item has its one label: refused with a reason
+    assert late.status_code == 409 and "expired" in late.json()["detail"]
+
+
+def test_late_submit_accepted_while_item_needs_labels(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 1, overlap=2)
+    a, b = annotators(client, db, admin_token, pid, 2)
+    task = next_task(client, a, pid)
+    _expire(db, task["id"])
+    assert next_task(client, b, pid) is not None  # reclaims a's slot, takes one
+    assert submit(client, a, task["id"]).status_code == 201  # a slot is still free: accepted
+
+
+def test_gold_is_never_revealed(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 3, gold=3, gold_rate=1.0)
+    (a,) = annotators(client, db, admin_token, pid, 1)
+    seen = []
+    while (task := next_task(client, a, pid)) is not None:
+        seen.append(task)
+        r = submit(client, a, task["id"], label="neg")
+        assert r.status_code == 201
+        body = json.dumps(task) + r.text
+        assert "gold" not in body and "is_gold" not in body  # nothing marks the honeypot
+    texts = {t["item"]["data"]["text"] for t in seen}
+    assert any(t.startswith("honeypot") for t in texts) and any(t.startswith("item") for t in texts)
+    everything = client.get("/api/v1/tasks", headers=auth(a)).text
+    everything += client.get(f"/api/v1/projects/{pid}", headers=auth(a)).text
+    assert "is_gold" not in everything and '"gold"' not in everything
+    for t in seen:
+        assert "gold" not in client.get(f"/api/v1/annotations/{t['id']}", headers=auth(a)).text
+    assert client.get(f"/api/v1/projects/{pid}/items", headers=auth(a)).status_code == 403
+    assert client.get(f"/api/v1/projects/{pid}/export", headers=auth(a)).status_code == 403
+
+
+def test_qualification_pause_and_resume(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 4, gold=4, qualification_size=2, qualification_threshold=0.8)
+    good, bad = annotators(client, db, admin_token, pid, 2)
+    for _ in range(2):  # new annotators see only gold until they qualify
+        t = next_task(client, good, pid)
+        assert t["item"]["data"]["text"].startswith("honeypot")
+        submit(client, good, t["id"], label=GOLD_MARK)
+    real = next_task(client, good, pid)
+    assert real["item"]["data"]["text"].startswith("item")
+    for _ in range(2):
+        t = next_task(client, bad, pid)
+        submit(client, bad, t["id"], label="neg")
+    r = client.post(f"/api/v1/projects/{pid}/tasks/next", headers=auth(bad))
+    assert r.status_code == 403 and "failed qualification" in r.json()["detail"]
+    uid = client.get("/api/v1/me", headers=auth(bad)).json()["id"]
+    members = client.get(f"/api/v1/projects/{pid}/members", headers=auth(admin_token)).json()["results"]
+    assert next(m for m in members if m["user_id"] == uid)["paused"] is True
+    r = client.patch(
+        f"/api/v1/projects/{pid}/members/{uid}", json={"paused": False}, headers=auth(admin_token)
+    )
+    assert r.status_code == 200
+    resumed = next_task(client, bad, pid)
+    assert resumed is not None and resumed["item"]["data"]["text"].startswith("item")
+
+
+def test_running_gold_accuracy_pauses(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 10, gold=8, gold_rate=1.0)
+    (a,) = annotators(client, db, admin_token, pid, 1)
+    for _ in range(queue.MIN_GOLD_FOR_PAUSE):
+        t = next_task(client, a, pid)
+        submit(client, a, t["id"], label="neg")
+    r = client.post(f"/api/v1/projects/{pid}/tasks/next", headers=auth(a))
+    assert r.status_code == 403 and "gold accuracy fell" in r.json()["detail"]
+
+
+def test_adaptive_overlap(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 1, overlap=1, max_overlap=3, target_confidence=0.95)
+    tokens = annotators(client, db, admin_token, pid, 4)
+    labelled = 0
+    for token in tokens:
+        t = next_task(client, token, pid)
+        if t is None:
+            break
+        assert submit(client, token, t["id"], label="pos").status_code == 201
+        labelled += 1
+    # agreeing labels at the default skill 0.7: 0.70, 0.84, 0.93 < 0.95, so the item asks
+    # for more, but never beyond max_overlap
+    assert labelled == 3
+
+
+def test_adaptive_overlap_stops_when_confident(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 1, overlap=1, max_overlap=5, target_confidence=0.8)
+    tokens = annotators(client, db, admin_token, pid, 4)
+    labelled = 0
+    for token in tokens:
+        t = next_task(client, token, pid)
+        if t is None:
+            break
+        submit(client, token, t["id"], label="pos")
+        labelled += 1
+    assert labelled == 2  # 0.70 < 0.8, then 0.84 >= 0.8
+
+
+def test_edit_until_reviewed(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 1)
+    a, b = annotators(client, db, admin_token, pid, 2)
+    t = next_task(client, a, pid)
+    ann = submit(client, a, t["id"]).json()
+    r = client.patch(f"/api/v1/annotations/{ann['id']}", json={"value": {"label": "neg"}}, headers=auth(a))
+    assert r.status_code == 200 and r.json()["value"] == {"label": "neg"}
+    assert (
+        client.patch(
+            f"/api/v1/annotations/{ann['id']}", json={"value": {"label": "neg"}}, headers=auth(b)
+        ).status_code
+        == 404
+    )
+    with db.session() as s:
+        s.execute(update(Annotation).where(Annotation.id == ann["id"]).values(status="accepted"))
+    r = client.patch(f"/api/v1/annotations/{ann['id']}", json={"value": {"label": "pos"}}, headers=auth(a))
+    assert r.status_code == 409
+
+
+@pytest.mark.parametrize("overlap", [1, 3])
+def test_concurrent_annotators_keep_every_rule(db: Any, client: Any, admin_token: str, overlap: int) -> None:
+    """Many threads, each an annotator looping next-task + submit: overlap never exceeded, no item
+    twice to one annotator, every submitted annotation stored, every item fully labelled."""
+    n_items, n_annotators = 40, 12
+    pid = project(client, admin_token, n_items, overlap=overlap)
+    annotators(client, db, admin_token, pid, n_annotators)
+    with db.session() as s:
+        users = [get_user(s, f"ann{k}") for k in range(n_annotators)]
+    submitted: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(n_annotators)
+
+    def work(user: Any) -> None:
+        try:
+            start.wait()
+            while (lease := queue.next_task(db, pid, user)) is not None:
+                annotation, created = queue.submit(
+                    db, lease.task.id, user, {"label": "pos"}, idempotency_key=f"{user.id}-{lease.task.id}"
+                )
+                assert created
+                with lock:
+                    submitted.append(annotation.id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    with db.session() as s:
+        rows = s.execute(select(Annotation.id, Annotation.item_id, Annotation.annotator_id)).all()
+    assert sorted(r.id for r in rows) == sorted(submitted)  # nothing lost, nothing extra
+    per_item = Counter(r.item_id for r in rows)
+    assert len(per_item) == n_items and set(per_item.values()) == {overlap}
+    pairs = Counter((r.item_id, r.annotator_id) for r in rows)
+    assert max(pairs.values()) == 1
