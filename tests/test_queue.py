@@ -304,3 +304,62 @@ def test_concurrent_annotators_keep_every_rule(db: Any, client: Any, admin_token
     assert len(per_item) == n_items and set(per_item.values()) == {overlap}
     pairs = Counter((r.item_id, r.annotator_id) for r in rows)
     assert max(pairs.values()) == 1
+
+
+def test_concurrent_late_submits_respect_overlap(db: Any, client: Any, admin_token: str) -> None:
+    """Several reclaimed leases submitted at once: only the free slots are taken."""
+    pid = project(client, admin_token, 1, overlap=2)
+    annotators(client, db, admin_token, pid, 4)
+    with db.session() as s:
+        users = [get_user(s, f"ann{k}") for k in range(4)]
+    first = [queue.next_task(db, pid, u) for u in users[:2]]
+    for lease in first:
+        assert lease is not None
+        _expire(db, lease.task.id)
+    late = [queue.next_task(db, pid, u) for u in users[2:]]  # reclaims both, takes both slots
+    assert all(lease is not None for lease in late)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def go(user: Any, task_id: int) -> None:
+        try:
+            queue.submit(db, task_id, user, {"label": "pos"})
+            code = 201
+        except Exception as exc:
+            code = getattr(exc, "status", 500)
+        with lock:
+            results.append(code)
+
+    jobs = [(u, lease.task.id) for u, lease in zip(users, first + late, strict=True) if lease is not None]
+    threads = [threading.Thread(target=go, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [201, 201, 409, 409]
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Annotation)) == 2
+
+
+def test_concurrent_http_loop(client: Any, db: Any, admin_token: str) -> None:
+    """The same rules through the HTTP API, with threads sharing one server."""
+    pid = project(client, admin_token, 24, overlap=2)
+    tokens = annotators(client, db, admin_token, pid, 6)
+    errors: list[str] = []
+
+    def work(token: str) -> None:
+        while (task := next_task(client, token, pid)) is not None:
+            r = submit(client, token, task["id"], **{"Idempotency-Key": f"{token[-6:]}-{task['id']}"})
+            if r.status_code != 201:
+                errors.append(r.text)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    with db.session() as s:
+        rows = s.execute(select(Annotation.item_id, Annotation.annotator_id)).all()
+    assert set(Counter(r.item_id for r in rows).values()) == {2} and len(rows) == 48
+    assert max(Counter(rows).values()) == 1

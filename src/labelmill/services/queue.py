@@ -293,7 +293,9 @@ def _submit(
             return replay, False
     task = _own_task(session, task_id, user)
     project = session.get(Project, task.project_id)
-    item = session.get(Item, task.item_id)
+    # A reclaimed lease re-takes a slot below: lock the item row so two late submits on
+    # PostgreSQL cannot both see the same free slot (SQLite's write lock already serialises).
+    item = session.get(Item, task.item_id, with_for_update=task.state == "expired")
     assert project is not None and item is not None
     if task.state == "submitted":
         raise Conflict("task already submitted; change the annotation with PATCH /annotations/{id}")
