@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -334,15 +335,35 @@ def _count_lines(path: Path) -> int | None:
     return count
 
 
+class Target(StrEnum):
+    gold = "gold"
+    predictions = "predictions"
+    annotations = "annotations"
+
+
 @app.command("import")
 def import_(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
     files: Annotated[
-        list[Path], typer.Argument(help="JSONL, CSV, Parquet, Label Studio JSON files, or media folders.")
+        list[Path],
+        typer.Argument(help="JSONL, CSV, Parquet, Label Studio JSON files, media folders, or datasets."),
     ],
     format: Annotated[
         str | None,
-        typer.Option("--format", help="jsonl, csv, parquet, labelstudio or folder; default by extension."),
+        typer.Option(
+            "--format",
+            help="jsonl, csv, tsv, parquet, labelstudio, folder (default: by extension), "
+            "or a labelled dataset: coco, yolo, voc, conll.",
+        ),
+    ] = None,
+    as_: Annotated[
+        Target,
+        typer.Option(
+            "--as", help="Labels of a coco/yolo/voc/conll dataset become gold, predictions or annotations."
+        ),
+    ] = Target.gold,
+    control: Annotated[
+        str | None, typer.Option(help="Control the dataset's labels go under (default: the first that fits).")
     ] = None,
     on_duplicate: Annotated[
         OnDuplicate,
@@ -355,8 +376,8 @@ def import_(
     def go() -> None:
         from labelmill.config import get_settings
         from labelmill.formats import read_any
-        from labelmill.services.ingest import import_records, iter_all
-        from labelmill.services.projects import get_project
+        from labelmill.services.ingest import import_records, iter_all, reader_options
+        from labelmill.services.projects import get_project, load_schema
         from labelmill.store.media import LocalMediaStore
 
         for f in files:
@@ -364,13 +385,15 @@ def import_(
                 fail(f"{f}: no such file or folder")
         database_ = database(db)
         with database_.session() as session:
-            project_id = get_project(session, project).id
+            p = get_project(session, project)
+            project_id, schema = p.id, load_schema(p.label_schema)
+        options = reader_options(schema, format, target=as_.value, control=control) if format else {}
         totals = [_count_lines(f) for f in files]
         total = sum(t for t in totals if t) if all(t is not None for t in totals) else None
         media = LocalMediaStore(get_settings().resolved_media_dir())
         with _progress() as bar:
             task = bar.add_task("importing", total=total)
-            records = iter_all(read_any(f, format) for f in files)
+            records = iter_all(read_any(f, format, **options) for f in files)
             result = import_records(
                 database_,
                 project_id,
@@ -390,41 +413,88 @@ def import_(
     run(go)
 
 
+def _format_help() -> str:
+    from labelmill.services.export import export_formats
+
+    return "Export format: " + "; ".join(f"{name} ({text})" for name, text in export_formats().items()) + "."
+
+
+class LabelMode(StrEnum):
+    consensus = "consensus"
+    annotations = "annotations"
+
+
 @app.command("export")
 def export(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
-    out: Annotated[Path, typer.Option("--out", help="Output file ('-' for stdout).")],
-    format: Annotated[str, typer.Option("--format", help="Export format: jsonl.")] = "jsonl",
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Output file, or folder for yolo/voc/huggingface ('-': stdout, jsonl only)."
+        ),
+    ],
+    format: Annotated[str, typer.Option("--format", help=_format_help())] = "jsonl",
+    labels: Annotated[
+        LabelMode,
+        typer.Option(help="consensus: one label per item (training data); annotations: every label."),
+    ] = LabelMode.consensus,
+    predictions: Annotated[
+        bool, typer.Option("--predictions/--no-predictions", help="Also export predictions.")
+    ] = False,
+    auto: Annotated[
+        bool, typer.Option("--auto/--no-auto", help="Include model auto-labels (marked).")
+    ] = True,
+    gold: Annotated[
+        bool | None, typer.Option("--gold/--no-gold", help="Only gold items / only non-gold items.")
+    ] = None,
+    labelled_only: Annotated[
+        bool, typer.Option("--labelled-only", help="Only items that have a consensus.")
+    ] = False,
+    slice_: Annotated[
+        list[str] | None, typer.Option("--slice", help="Only items whose meta has key=value (repeatable).")
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Export a project's items with annotations, predictions and consensus."""
+    """Export a project in a format training code reads (jsonl imports back unchanged)."""
 
     def go() -> None:
+        from labelmill.config import get_settings
+        from labelmill.formats.exporting import EXPORTERS, ExportOptions
         from labelmill.formats.jsonl_export import write_jsonl
-        from labelmill.services.export import iter_export_rows
+        from labelmill.services.export import ExportFilter, export_project, iter_export_rows
         from labelmill.services.projects import get_project, project_item_count
+        from labelmill.store.media import LocalMediaStore
 
-        if format != "jsonl":
-            fail(f"unknown export format {format!r} (known: jsonl)")
+        if format not in EXPORTERS:
+            fail(f"unknown export format {format!r} (known: {', '.join(EXPORTERS)})")
+        filt = ExportFilter.parse_slices(slice_, is_gold=gold, has_consensus=True if labelled_only else None)
+        options = ExportOptions(labels=labels.value, include_predictions=predictions, include_auto=auto)
         database_ = database(db)
         with database_.session() as session:
             p = get_project(session, project)
             total = project_item_count(session, p.id)
-        with _progress() as bar:
-            task = bar.add_task("exporting", total=total)
-
-            def rows() -> Iterator[dict[str, Any]]:
-                for row in iter_export_rows(database_, p.id):
-                    bar.advance(task)
-                    yield row
-
-            if str(out) == "-":
-                n = write_jsonl(rows(), sys.stdout)
-            else:
-                tmp = out.with_name(out.name + ".partial")
-                with tmp.open("w", encoding="utf-8") as fh:
-                    n = write_jsonl(rows(), fh)
-                os.replace(tmp, out)
+        if str(out) == "-":
+            if format != "jsonl":
+                fail("only jsonl can be written to stdout")
+            n = write_jsonl(iter_export_rows(database_, p.id, filt), sys.stdout)
+        else:
+            media = LocalMediaStore(get_settings().resolved_media_dir())
+            tmp = out.with_name(out.name + ".partial")
+            with _progress() as bar:
+                task = bar.add_task("exporting", total=total)
+                n = export_project(
+                    database_,
+                    p.id,
+                    format,
+                    tmp,
+                    options=options,
+                    filt=filt,
+                    media=media,
+                    progress=lambda done: bar.update(task, completed=done),
+                )
+            if out.is_dir():
+                shutil.rmtree(out)
+            os.replace(tmp, out)  # a reader never sees half an export
         typer.echo(f"exported {n} items to {out}", err=True)
 
     run(go)

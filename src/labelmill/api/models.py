@@ -259,3 +259,29 @@ class ReviewAnnotationOut(BaseModel):
 class ReviewTaskOut(BaseModel):
     annotation: ReviewAnnotationOut
     item: TaskItemOut
+
+
+class ExportIn(Strict):
+    format: str = Field(description="An export format name (GET /api/v1/export-formats lists them).")
+    labels: Literal["consensus", "annotations"] = "consensus"
+    include_predictions: bool = False
+    include_auto: bool = True
+    is_gold: bool | None = None
+    has_consensus: bool | None = None
+    min_annotations: int | None = Field(default=None, ge=0, le=1_000_000)
+    slice: dict[str, str] = Field(default_factory=dict, description="meta field -> value the items must have")
+
+
+class PredictionIn(Strict):
+    external_id: str = Field(min_length=1, max_length=255)
+    value: dict[str, Any]
+    score: float | None = None
+    model_version: str = Field(default="", max_length=200)
+
+
+class PredictionsIn(Strict):
+    predictions: list[PredictionIn] = Field(max_length=100_000)
+
+
+class CreatedOut(BaseModel):
+    created: int

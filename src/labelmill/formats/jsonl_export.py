@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Mapping
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 __all__ = ["export_annotation", "export_consensus", "export_prediction", "export_row", "write_jsonl"]
 
@@ -138,3 +139,30 @@ def _is_binary(fp: IO[Any]) -> bool:
 def _flush(fp: IO[Any], batch: list[str], binary: bool) -> None:
     text = "\n".join(batch) + "\n"
     fp.write(text.encode("utf-8") if binary else text)
+
+
+if TYPE_CHECKING:
+    from labelmill.formats.exporting import ExportContext
+
+
+class JsonlExporter:
+    """DESIGN's JSONL export: the lossless format, so every line carries the item's annotations,
+    predictions and consensus whatever the options; ``include_auto=False`` drops auto-labels."""
+
+    name = "jsonl"
+    target = "file"
+    description = "one item per line: data, annotations, predictions, consensus (imports back)"
+
+    def write(self, rows: Iterable[dict[str, Any]], out: Path, ctx: ExportContext) -> int:
+        def kept() -> Iterable[dict[str, Any]]:
+            for row in rows:
+                consensus = row.get("consensus")
+                if consensus and consensus.get("auto") and not ctx.options.include_auto:
+                    row = {**row, "consensus": None}
+                yield row
+
+        with out.open("w", encoding="utf-8") as fh:
+            return write_jsonl(kept(), fh)
+
+
+JSONL_EXPORTER = JsonlExporter()

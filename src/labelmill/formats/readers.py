@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,16 @@ from labelmill.formats.tabular import read_csv, read_parquet
 
 __all__ = ["FORMATS", "detect_format", "read_any"]
 
+#: Readers of labelled datasets: they need the ``control`` to put labels under and a ``target``
+#: (``gold``, ``predictions`` or ``annotations``), so they are only chosen by name.
+DATASET_READERS = {
+    "coco": "labelmill.formats.coco:read_coco",
+    "yolo": "labelmill.formats.yolo:read_yolo",
+    "voc": "labelmill.formats.voc:read_voc",
+    "conll": "labelmill.formats.conll:read_conll",
+}
 #: Format names accepted by :func:`read_any` (and the CLI's ``--format``).
-FORMATS = ("jsonl", "csv", "tsv", "parquet", "labelstudio", "folder")
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "labelstudio", "folder", *DATASET_READERS)
 
 _BY_SUFFIX = {
     ".jsonl": "jsonl",
@@ -67,4 +76,8 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, **options: An
         return read_labelstudio(path, **options)
     if fmt == "folder":
         return scan_media_folder(path, **options)
+    if fmt in DATASET_READERS:
+        module, attr = DATASET_READERS[fmt].split(":")
+        reader: Any = getattr(importlib.import_module(module), attr)
+        return reader(path, **options)  # type: ignore[no-any-return]
     raise ValueError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")

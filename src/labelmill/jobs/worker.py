@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from labelmill.services import jobs as job_service
@@ -28,7 +29,44 @@ def _consensus(db: Database, job: Job) -> dict[str, Any]:
     }
 
 
-HANDLERS: dict[str, Callable[[Database, Job], dict[str, Any]]] = {"consensus": _consensus}
+def _export(db: Database, job: Job) -> dict[str, Any]:
+    from labelmill.services.export import run_export_job
+    from labelmill.store.media import LocalMediaStore
+
+    if job.project_id is None or not job.params:
+        raise ValueError("export job without a project or parameters")
+    media_root = job.params.get("media_root")
+    media = LocalMediaStore(Path(media_root)) if media_root else None
+    return run_export_job(
+        db,
+        job.id,
+        job.params,
+        job.project_id,
+        media,
+        progress=lambda done: job_service.report_progress(db, job.id, done),
+    )
+
+
+HANDLERS: dict[str, Callable[[Database, Job], dict[str, Any]]] = {"consensus": _consensus, "export": _export}
+
+
+def run_job(db: Database, job_id: int) -> bool:
+    """Run one queued job now (if nobody has claimed it yet); False when someone else has."""
+    job = job_service.claim_job_by_id(db, job_id)
+    if job is None:
+        return False
+    _run(db, job)
+    return True
+
+
+def _run(db: Database, job: Job) -> None:
+    try:
+        result = HANDLERS[job.kind](db, job)
+    except Exception as exc:  # a failed job is recorded, never kills the worker
+        log.exception("job %s (%s) failed", job.id, job.kind)
+        job_service.finish_job(db, job.id, error=f"{type(exc).__name__}: {exc}")
+    else:
+        job_service.finish_job(db, job.id, result=result)
 
 
 def run_pending(db: Database, *, project_id: int | None = None, limit: int | None = None) -> int:
@@ -38,13 +76,7 @@ def run_pending(db: Database, *, project_id: int | None = None, limit: int | Non
         job = job_service.claim_job(db, tuple(HANDLERS), project_id)
         if job is None:
             return ran
-        try:
-            result = HANDLERS[job.kind](db, job)
-        except Exception as exc:  # a failed job is recorded, never kills the worker
-            log.exception("job %s (%s) failed", job.id, job.kind)
-            job_service.finish_job(db, job.id, error=f"{type(exc).__name__}: {exc}")
-        else:
-            job_service.finish_job(db, job.id, result=result)
+        _run(db, job)
         ran += 1
     return ran
 

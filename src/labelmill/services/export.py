@@ -1,48 +1,86 @@
-"""Export: stream a project's items with their labels, in keyset batches (constant memory)."""
+"""Export: stream a project's items with their labels into any registered format.
+
+Rows are read in keyset batches, each in its own short transaction, so memory is constant and
+a long export never holds a lock that would stall annotators. Large exports run as jobs whose
+progress is persisted and whose file is downloaded afterwards.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
+from labelmill.formats.exporting import DESCRIPTIONS, EXPORTERS, ExportContext, ExportOptions, get_exporter
 from labelmill.formats.jsonl_export import export_row, write_jsonl
+from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
-from labelmill.store.models import Annotation, Consensus, Item, Prediction, User
+from labelmill.store.media import KEY_PREFIX, MediaStore
+from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project, User
 
 BATCH = 2000
+MEDIA_SCHEME = "media://"
 
 
-def iter_export_rows(db: Database, project_id: int) -> Iterator[dict[str, Any]]:
-    """One dict per item in DESIGN's JSONL export shape (plus ``meta`` and ``gold`` when set).
+@dataclass(frozen=True)
+class ExportFilter:
+    """Which items to export: gold or not, with or without consensus, how many labels, a slice
+    of ``meta`` (``{"source": "web"}`` keeps items whose ``meta.source`` is ``"web"``)."""
 
-    Each batch is read in its own short transaction, so a long export never holds a lock
-    that would stall annotators.
-    """
+    is_gold: bool | None = None
+    has_consensus: bool | None = None
+    min_annotations: int | None = None
+    meta: tuple[tuple[str, str], ...] = ()
+
+    def apply(self, stmt: Any) -> Any:
+        if self.is_gold is not None:
+            stmt = stmt.where(Item.is_gold == self.is_gold)
+        if self.has_consensus is not None:
+            has = exists().where(Consensus.item_id == Item.id)
+            stmt = stmt.where(has if self.has_consensus else ~has)
+        if self.min_annotations is not None:
+            stmt = stmt.where(Item.annotation_count >= self.min_annotations)
+        for key, value in self.meta:
+            stmt = stmt.where(Item.meta[key].as_string() == value)
+        return stmt
+
+    @classmethod
+    def parse_slices(cls, slices: list[str] | None, **kwargs: Any) -> ExportFilter:
+        pairs = []
+        for text in slices or []:
+            key, sep, value = text.partition("=")
+            if not sep or not key:
+                raise ValueError(f"slice {text!r} must look like key=value (a field of the items' meta)")
+            pairs.append((key, value))
+        return cls(meta=tuple(pairs), **kwargs)
+
+
+def iter_export_rows(
+    db: Database, project_id: int, filt: ExportFilter | None = None
+) -> Iterator[dict[str, Any]]:
+    """One dict per item in DESIGN's JSONL export shape (plus ``meta`` and ``gold`` when set)."""
+    filt = filt or ExportFilter()
     last_id = 0
     while True:
         with db.session() as session:
-            items = list(
-                session.scalars(
-                    select(Item)
-                    .where(Item.project_id == project_id, Item.id > last_id)
-                    .order_by(Item.id)
-                    .limit(BATCH)
-                )
-            )
+            stmt = select(Item).where(Item.project_id == project_id, Item.id > last_id)
+            items = list(session.scalars(filt.apply(stmt).order_by(Item.id).limit(BATCH)))
             if not items:
                 return
             ids = [i.id for i in items]
             annotations: dict[int, list[dict[str, Any]]] = defaultdict(list)
-            stmt = (
+            stmt_a = (
                 select(Annotation, User.name)
                 .outerjoin(User, User.id == Annotation.annotator_id)
                 .where(Annotation.item_id.in_(ids))
                 .order_by(Annotation.id)
             )
-            for ann, name in session.execute(stmt):
+            for ann, name in session.execute(stmt_a):
                 entry: dict[str, Any] = {"annotator": name, "value": ann.value, "status": ann.status}
                 if ann.lead_seconds is not None:
                     entry["lead_seconds"] = ann.lead_seconds
@@ -73,3 +111,97 @@ def iter_export_rows(db: Database, project_id: int) -> Iterator[dict[str, Any]]:
 
 def export_jsonl(db: Database, project_id: int, fp: IO[str]) -> int:
     return write_jsonl(iter_export_rows(db, project_id), fp)
+
+
+def media_resolver(media: MediaStore | None) -> Callable[[str], Path | None]:
+    """``media://<project>/<name>`` -> the local file, when the store keeps files locally."""
+
+    def resolve(ref: str) -> Path | None:
+        if media is None or not isinstance(ref, str) or not ref.startswith(MEDIA_SCHEME):
+            return None
+        path_of = getattr(media, "path", None)
+        if path_of is None:
+            return None
+        try:
+            path: Path = path_of(KEY_PREFIX + ref.removeprefix(MEDIA_SCHEME))
+        except (ValueError, OSError):
+            return None
+        return path if path.is_file() else None
+
+    return resolve
+
+
+def export_project(
+    db: Database,
+    project_id: int,
+    fmt: str,
+    out: Path,
+    *,
+    options: ExportOptions | None = None,
+    filt: ExportFilter | None = None,
+    media: MediaStore | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write the project in ``fmt`` to ``out`` (a file, or a folder for folder formats)."""
+    exporter = get_exporter(fmt)
+    with db.session() as session:
+        project = session.get(Project, project_id)
+        if project is None:
+            raise ValueError(f"no project {project_id}")
+        ctx = ExportContext(
+            schema=load_schema(project.label_schema),
+            options=options or ExportOptions(),
+            media_path=media_resolver(media),
+            project_name=project.name,
+        )
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for done, row in enumerate(iter_export_rows(db, project_id, filt), start=1):
+            yield row
+            if progress is not None and done % 1000 == 0:
+                progress(done)
+
+    return exporter.write(rows(), out, ctx)
+
+
+def export_target(fmt: str) -> str:
+    return str(get_exporter(fmt).target)
+
+
+def export_formats() -> dict[str, str]:
+    """Format name -> one-line description, for ``--help`` and the API docs."""
+    return {name: DESCRIPTIONS[name] for name in EXPORTERS}
+
+
+def run_export_job(
+    db: Database,
+    job_id: int,
+    params: dict[str, Any],
+    project_id: int,
+    media: MediaStore | None,
+    progress: Callable[[int], None],
+) -> dict[str, Any]:
+    """The body of an ``export`` job: write under ``params['out_dir']``; a folder is zipped."""
+    fmt = params["format"]
+    out_dir = Path(params["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options = ExportOptions(**params.get("options", {}))
+    filt = ExportFilter(
+        **{**params.get("filter", {}), "meta": tuple(map(tuple, params.get("filter", {}).get("meta", [])))}
+    )
+    name = f"project-{project_id}-{fmt}"
+    target = out_dir / name
+    count = export_project(
+        db, project_id, fmt, target, options=options, filt=filt, media=media, progress=progress
+    )
+    if target.is_dir():
+        archive = Path(shutil.make_archive(str(target), "zip", root_dir=target))
+        shutil.rmtree(target)
+        target = archive
+    return {
+        "items": count,
+        "file": str(target),
+        "bytes": target.stat().st_size,
+        "format": fmt,
+        "options": asdict(options),
+    }

@@ -356,3 +356,33 @@ def import_records(
 def iter_all(readers: Iterable[Iterator[ImportRecord]]) -> Iterator[ImportRecord]:
     for reader in readers:
         yield from reader
+
+
+#: Which control type a dataset format's labels belong to.
+DATASET_CONTROL_TYPES = {
+    "coco": ("boxes", "polygons", "keypoints"),
+    "yolo": ("boxes", "polygons"),
+    "voc": ("boxes",),
+    "conll": ("spans",),
+}
+
+
+def reader_options(
+    schema: LabelSchema, fmt: str, *, target: str = "gold", control: str | None = None
+) -> dict[str, Any]:
+    """Options for a labelled-dataset reader: the control its labels go under (the schema's first
+    control of a fitting type unless named), that control's source field, and the target."""
+    if fmt not in DATASET_CONTROL_TYPES:
+        return {}
+    types = DATASET_CONTROL_TYPES[fmt]
+    if control is None:
+        fitting = [c for c in schema.controls if c.type in types]
+        if not fitting:
+            raise ValueError(f"{fmt} labels need a {' or '.join(types)} control in the project's schema")
+        chosen = fitting[0]
+    else:
+        try:
+            chosen = schema.control(control)
+        except KeyError:
+            raise ValueError(f"no control {control!r} in the project's schema") from None
+    return {"control": chosen.name, "source": chosen.source, "target": target}

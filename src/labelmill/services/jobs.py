@@ -145,3 +145,29 @@ def claim_job(db: Database, kinds: tuple[str, ...], project_id: int | None = Non
         session.flush()
         session.expunge(job)
         return job
+
+
+def claim_job_by_id(db: Database, job_id: int) -> Job | None:
+    """Claim one specific queued job (atomic: of several claimants exactly one wins)."""
+    with db.session(immediate=True) as session:
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", started_at=datetime.now(UTC))
+            .returning(Job.id)
+        ).first()
+        if claimed is None:
+            return None
+        job = session.get(Job, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def schedule_export(db: Database, project_id: int, params: dict[str, Any], user: User) -> int:
+    """Queue an export job (never debounced: each request wants its own file)."""
+    with db.session() as session:
+        job = Job(kind="export", project_id=project_id, params=params, status="queued", created_by=user.id)
+        session.add(job)
+        session.flush()
+        return job.id

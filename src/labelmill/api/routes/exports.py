@@ -1,49 +1,148 @@
+"""Exports: download now (``GET .../export``), or as a job for large projects
+(``POST .../exports``, poll ``GET /jobs/{id}``, then ``GET /jobs/{id}/download``)."""
+
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
-from labelmill.api.deps import DbDep, SessionDep, UserDep
-from labelmill.api.models import Id
+from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
+from labelmill.api.models import ExportIn, Id, JobOut
+from labelmill.formats.exporting import EXPORTERS, ExportOptions
+from labelmill.jobs.worker import run_job
+from labelmill.services import jobs as job_service
 from labelmill.services import projects as project_service
-from labelmill.services.export import iter_export_rows
+from labelmill.services.errors import Invalid, NotFound
+from labelmill.services.export import ExportFilter, export_formats, export_project, iter_export_rows
+from labelmill.store.models import Job
 
 router = APIRouter(tags=["exports"])
 
-EXPORT_FORMATS = ("jsonl",)
+
+def _check_format(fmt: str) -> None:
+    if fmt not in EXPORTERS:
+        raise Invalid(f"unknown export format {fmt!r} (known: {', '.join(EXPORTERS)})", field="format")
+
+
+@router.get("/export-formats", summary="Export formats and what each writes")
+def formats(_: UserDep) -> dict[str, str]:
+    return export_formats()
 
 
 @router.get(
     "/projects/{project_id}/export",
-    summary="Download the project as JSONL (streamed)",
+    summary="Download the project now (JSONL streams; other formats are written, then sent; folders zipped)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {}}, "description": "one item per line"}},
+    responses={200: {"content": {"application/x-ndjson": {}, "application/octet-stream": {}}}},
 )
-def export(
+async def export(
     project_id: Id,
     user: UserDep,
     session: SessionDep,
     db: DbDep,
-    format: str = Query("jsonl", description="Export format: " + ", ".join(EXPORT_FORMATS)),
-) -> StreamingResponse:
+    media: MediaDep,
+    format: str = Query("jsonl", description="Export format: " + ", ".join(EXPORTERS)),
+    labels: Literal["consensus", "annotations"] = "consensus",
+    include_predictions: bool = False,
+    include_auto: bool = True,
+    is_gold: bool | None = None,
+    has_consensus: bool | None = None,
+) -> Any:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
-    if format not in EXPORT_FORMATS:
-        from labelmill.services.errors import Invalid
+    _check_format(format)
+    session.commit()
+    filt = ExportFilter(is_gold=is_gold, has_consensus=has_consensus)
+    if format == "jsonl":
 
-        raise Invalid(
-            f"unknown export format {format!r} (known: {', '.join(EXPORT_FORMATS)})", field="format"
+        def lines() -> Iterator[bytes]:
+            for row in iter_export_rows(db, project_id, filt):
+                yield (
+                    json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+                ).encode()
+
+        return StreamingResponse(
+            lines(),
+            media_type="application/x-ndjson",
+            headers={"Content-Disposition": f'attachment; filename="{_safe(project.name)}.jsonl"'},
         )
-
-    def lines() -> Iterator[bytes]:
-        for row in iter_export_rows(db, project_id):
-            yield (json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
-
-    filename = f"{project.name}.jsonl".replace('"', "")
-    return StreamingResponse(
-        lines(),
-        media_type="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    tmp = Path(tempfile.mkdtemp(prefix="labelmill-export-"))
+    target = tmp / f"{_safe(project.name)}-{format}"
+    options = ExportOptions(labels=labels, include_predictions=include_predictions, include_auto=include_auto)
+    try:
+        await run_in_threadpool(
+            export_project, db, project_id, format, target, options=options, filt=filt, media=media
+        )
+    except ValueError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise Invalid(str(exc), field="format") from None
+    if target.is_dir():
+        target = Path(shutil.make_archive(str(target), "zip", root_dir=target))
+    return FileResponse(
+        target, filename=target.name, background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True)
     )
+
+
+@router.post(
+    "/projects/{project_id}/exports",
+    response_model=JobOut,
+    status_code=202,
+    summary="Start an export job (for large projects); poll the job, then download its file",
+)
+def start_export(
+    project_id: Id, body: ExportIn, request: Request, user: UserDep, session: SessionDep, db: DbDep
+) -> Any:
+    project_service.project_for(session, user, project_id, project_service.MANAGE)
+    _check_format(body.format)
+    settings = request.app.state.settings
+    media_root = getattr(request.app.state.media, "root", None)
+    params = {
+        "format": body.format,
+        "options": {
+            "labels": body.labels,
+            "include_predictions": body.include_predictions,
+            "include_auto": body.include_auto,
+        },
+        "filter": {
+            "is_gold": body.is_gold,
+            "has_consensus": body.has_consensus,
+            "min_annotations": body.min_annotations,
+            "meta": sorted(body.slice.items()),
+        },
+        "out_dir": str(Path(settings.data_dir) / "exports"),
+        "media_root": str(media_root) if media_root else None,
+    }
+    session.commit()
+    job_id = job_service.schedule_export(db, project_id, params, user)
+    # Start it at once in the background; a server's worker may race for it, and the atomic
+    # claim lets exactly one of them run it.
+    threading.Thread(target=run_job, args=(db, job_id), name=f"export-{job_id}", daemon=True).start()
+    with db.session() as fresh:
+        return JobOut.model_validate(fresh.get(Job, job_id), from_attributes=True)
+
+
+@router.get(
+    "/jobs/{job_id}/download",
+    response_class=FileResponse,
+    response_model=None,
+    summary="The file an export job wrote",
+)
+def download(job_id: Id, user: UserDep, session: SessionDep) -> FileResponse:
+    job = job_service.get_visible_job(session, user, job_id)
+    path = Path((job.result or {}).get("file", ""))
+    if job.kind != "export" or job.status != "done" or not path.is_file():
+        raise NotFound(f"job {job_id} has no file to download (status {job.status})", field="job_id")
+    return FileResponse(path, filename=path.name)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "export"

@@ -4,10 +4,12 @@ import mimetypes
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from labelmill.api.deps import MediaDep, SessionDep, UserDep
-from labelmill.api.models import AnnotationOut, Id, ItemDetailOut, ItemOut, Page
+from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
+from labelmill.api.models import AnnotationOut, CreatedOut, Id, ItemDetailOut, ItemOut, Page, PredictionsIn
 from labelmill.services import items as item_service
+from labelmill.services import predictions as prediction_service
 from labelmill.services import projects as project_service
 from labelmill.services.errors import NotFound
 from labelmill.store.media import LocalMediaStore, media_key
@@ -93,3 +95,19 @@ def get_media(project_id: Id, name: str, user: UserDep, session: SessionDep, med
     return StreamingResponse(
         media.open(key), media_type=mimetypes.guess_type(name)[0] or "application/octet-stream"
     )
+
+
+@router.post(
+    "/projects/{project_id}/predictions",
+    response_model=CreatedOut,
+    status_code=201,
+    summary="Add model predictions to items by external_id (all or nothing)",
+)
+async def add_predictions(
+    project_id: Id, body: PredictionsIn, user: UserDep, session: SessionDep, db: DbDep
+) -> CreatedOut:
+    project_service.project_for(session, user, project_id, project_service.MANAGE)
+    session.commit()
+    rows = [p.model_dump() for p in body.predictions]
+    created = await run_in_threadpool(prediction_service.add_predictions, db, project_id, rows)
+    return CreatedOut(created=created)
