@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,6 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, **options: An
         return scan_media_folder(path, **options)
     if fmt in DATASET_READERS:
         module, attr = DATASET_READERS[fmt].split(":")
-        reader: Any = getattr(importlib.import_module(module), attr)
-        return reader(path, **options)  # type: ignore[no-any-return]
+        reader: Callable[..., Iterator[ImportRecord]] = getattr(importlib.import_module(module), attr)
+        return reader(path, **options)
     raise ValueError(f"unknown import format {fmt!r}; expected one of {', '.join(FORMATS)}")
