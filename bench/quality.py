@@ -10,6 +10,8 @@ Prints Markdown tables and ends with a RESULT line.
 
 from __future__ import annotations
 
+import _path  # noqa: F401  (first: see bench/_path.py)
+
 import statistics
 import sys
 import time

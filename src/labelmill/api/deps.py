@@ -29,8 +29,12 @@ def get_media(request: Request) -> MediaStore:
     return media
 
 
-def get_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
-    with db.session() as session:
+def get_session(request: Request, db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    """The request's transaction: committed before the response is sent (``scope="function"``
+    below), so a client's next request always sees it. Unsafe methods take SQLite's write lock
+    at BEGIN: a deferred transaction that reads, then writes, fails at once with "database is
+    locked" when another writer committed in between, whatever the busy timeout."""
+    with db.session(immediate=request.method not in SAFE_METHODS) as session:
         yield session
 
 
@@ -51,12 +55,15 @@ def _secret_from(request: Request) -> tuple[str, str] | None:
     return None
 
 
-def current_user(request: Request, session: Annotated[Session, Depends(get_session)]) -> User:
+def current_user(request: Request, db: Annotated[Database, Depends(get_db)]) -> User:
+    """Checks the token in a short read-only transaction of its own, so that endpoints running
+    their own transactions (the queue) never wait on a lock held by the request itself."""
     found = _secret_from(request)
     if found is None:
         raise Unauthorized("authentication required: send 'Authorization: Token <token>'")
     secret, kind = found
-    return user_service.authenticate_token(session, secret, kind=None if kind == "api" else "session")
+    with db.session() as session:
+        return user_service.authenticate_token(session, secret, kind=None if kind == "api" else "session")
 
 
 def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
@@ -65,7 +72,7 @@ def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
     return user
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 UserDep = Annotated[User, Depends(current_user)]
 AdminDep = Annotated[User, Depends(admin_user)]
 DbDep = Annotated[Database, Depends(get_db)]
