@@ -10,7 +10,7 @@ cost of producing the rows, which every other line includes. Prints a Markdown t
 
 from __future__ import annotations
 
-import _path  # noqa: F401  (first: see bench/_path.py)
+import _path  # noqa: F401  # isort: skip  (must run first: see bench/_path.py)
 
 import json
 import os

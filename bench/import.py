@@ -8,7 +8,7 @@ parsing or validation. Prints a Markdown table and ends with a ``RESULT`` line.
 
 from __future__ import annotations
 
-import _path  # noqa: F401  (first: see bench/_path.py)
+import _path  # noqa: F401  # isort: skip  (must run first: see bench/_path.py)
 
 import json
 import os

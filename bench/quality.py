@@ -10,7 +10,7 @@ Prints Markdown tables and ends with a RESULT line.
 
 from __future__ import annotations
 
-import _path  # noqa: F401  (first: see bench/_path.py)
+import _path  # noqa: F401  # isort: skip  (must run first: see bench/_path.py)
 
 import statistics
 import sys
