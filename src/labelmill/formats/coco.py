@@ -219,6 +219,35 @@ def copy_media(local: Path, dest: Path) -> None:
     shutil.copyfile(local, dest)
 
 
+@dataclass
+class ImageSkips:
+    """Items an image exporter left out, by reason (its notes report them)."""
+
+    unlabelled: int = 0
+    without_image: int = 0
+    without_size: int = 0
+
+
+def labelled_images(
+    rows: Iterable[ExportRow], source: str, ctx: ExportContext, skips: ImageSkips, *, need_local: bool = True
+) -> Iterator[tuple[int, ExportRow, list[tuple[dict[str, Any], dict[str, Any]]], ImageInfo]]:
+    """(line, row, labelled values, image) of each item an image format can write: it has a
+    label under the export options, an image, and a known image size (coordinates need it)."""
+    for line, row in enumerate(rows, start=1):
+        pairs = list(labelled_values(row, ctx))
+        if not pairs:
+            skips.unlabelled += 1
+            continue
+        info = image_info(row, source, ctx, need_local=need_local)
+        if info is None:
+            skips.without_image += 1
+            continue
+        if not info.sized:
+            skips.without_size += 1
+            continue
+        yield line, row, pairs, info
+
+
 def flat_stem(name: str) -> str:
     """A file-name stem for a media name in a flat folder (YOLO ``labels/``, VOC ``Annotations/``):
     folders are joined with ``__`` so ``a/x.jpg`` and ``b/x.jpg`` do not collide."""
@@ -463,7 +492,7 @@ class CocoExporter:
         partial = out.with_name(f".{out.name}.partial")
         pred_out = predictions_path(out) if ctx.options.include_predictions else None
         pred_partial = pred_out.with_name(f".{pred_out.name}.partial") if pred_out else None
-        skipped = {"unlabelled": 0, "without_image": 0, "without_size": 0}
+        skipped = ImageSkips()
         try:
             with ExitStack() as stack:
                 fp = stack.enter_context(partial.open("w", encoding="utf-8"))
@@ -477,18 +506,9 @@ class CocoExporter:
                     results = _JsonArray(pred_fp)
                 fp.write('{"categories":' + _dumps(categories.records) + ',"images":[')
                 images, annotations = _JsonArray(fp), _JsonArray(buffer)
-                for row in rows:
-                    pairs = list(labelled_values(row, ctx))
-                    if not pairs:
-                        skipped["unlabelled"] += 1
-                        continue
-                    info = image_info(row, categories.source, ctx, need_local=False)
-                    if info is None:
-                        skipped["without_image"] += 1
-                        continue
-                    if not info.sized:
-                        skipped["without_size"] += 1
-                        continue
+                for _, row, pairs, info in labelled_images(
+                    rows, categories.source, ctx, skipped, need_local=False
+                ):
                     image_id = images.count + 1
                     images.add(_image_record(image_id, row, info, categories, pairs, ctx))
                     for value, meta in pairs:
@@ -506,9 +526,9 @@ class CocoExporter:
                     "items": images.count,
                     "annotations": annotations.count,
                     "labels": ctx.options.labels,
-                    "skipped_unlabelled": skipped["unlabelled"],
-                    "skipped_without_image": skipped["without_image"],
-                    "skipped_without_size": skipped["without_size"],
+                    "skipped_unlabelled": skipped.unlabelled,
+                    "skipped_without_image": skipped.without_image,
+                    "skipped_without_size": skipped.without_size,
                 }
                 info_record = {
                     "description": f"{ctx.project_name}, exported by labelmill",

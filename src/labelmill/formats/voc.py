@@ -25,20 +25,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from labelmill.formats.coco import (
+    ImageSkips,
     LabelTarget,
     bounds,
     box_of,
     check_target,
     copy_media,
     flat_stem,
-    image_info,
+    labelled_images,
     listed,
     make_record,
     media_suffix,
     points_of,
     unique_stem,
 )
-from labelmill.formats.exporting import ExportContext, ExportRow, controls_of, labelled_values
+from labelmill.formats.exporting import ExportContext, ExportRow, controls_of
 from labelmill.formats.media import IMAGE_EXTENSIONS, probe_media
 from labelmill.formats.records import FormatError, ImportRecord
 
@@ -81,20 +82,10 @@ class VocExporter:
         sets_dir = out / "ImageSets" / "Main"
         for folder in (annotations_dir, images_dir, sets_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        written = unlabelled = without_image = without_size = not_local = 0
+        written = not_local = 0
+        skips = ImageSkips()
         with (sets_dir / "default.txt").open("w", encoding="utf-8") as image_set:
-            for line, row in enumerate(rows, start=1):
-                pairs = list(labelled_values(row, ctx))
-                if not pairs:
-                    unlabelled += 1
-                    continue
-                info = image_info(row, source, ctx)
-                if info is None:
-                    without_image += 1
-                    continue
-                if info.width is None or info.height is None:
-                    without_size += 1
-                    continue
+            for line, row, pairs, info in labelled_images(rows, source, ctx, skips):
                 stem = unique_stem(flat_stem(info.name), annotations_dir, ".xml", line)
                 file_name = f"{stem}{media_suffix(info)}"
                 root = ET.Element("annotation")
@@ -136,12 +127,12 @@ class VocExporter:
                     not_local += 1
                 written += 1
         notes = [f"labelmill Pascal VOC export of {ctx.project_name}: {written} images"]
-        if without_size:
-            notes.append(f"{without_size} items skipped: their image size is unknown")
-        if unlabelled:
-            notes.append(f"{unlabelled} items skipped: they have no label ({ctx.options.labels})")
-        if without_image:
-            notes.append(f"{without_image} items skipped: no image in data field {source!r}")
+        if skips.without_size:
+            notes.append(f"{skips.without_size} items skipped: their image size is unknown")
+        if skips.unlabelled:
+            notes.append(f"{skips.unlabelled} items skipped: they have no label ({ctx.options.labels})")
+        if skips.without_image:
+            notes.append(f"{skips.without_image} items skipped: no image in data field {source!r}")
         if not_local:
             notes.append(f"{not_local} images are not stored locally and were not copied into JPEGImages/")
         (out / "labelmill_export.txt").write_text("".join(f"{n}\n" for n in notes), encoding="utf-8")

@@ -28,13 +28,14 @@ from typing import Any, Literal
 import yaml
 
 from labelmill.formats.coco import (
+    ImageSkips,
     LabelTarget,
     box_of,
     check_target,
     copy_media,
     flat_stem,
-    image_info,
     image_source,
+    labelled_images,
     listed,
     make_record,
     media_suffix,
@@ -42,7 +43,7 @@ from labelmill.formats.coco import (
     unique_stem,
 )
 from labelmill.formats.coco import class_names as schema_classes
-from labelmill.formats.exporting import ExportContext, ExportRow, controls_of, labelled_values
+from labelmill.formats.exporting import ExportContext, ExportRow, controls_of
 from labelmill.formats.media import IMAGE_EXTENSIONS, probe_media
 from labelmill.formats.records import FormatError, ImportRecord
 
@@ -103,19 +104,9 @@ class YoloExporter:
         images_dir, labels_dir = out / "images", out / "labels"
         images_dir.mkdir(parents=True, exist_ok=True)
         labels_dir.mkdir(parents=True, exist_ok=True)
-        written = unlabelled = without_image = without_size = not_local = 0
-        for line, row in enumerate(rows, start=1):
-            pairs = list(labelled_values(row, ctx))
-            if not pairs:
-                unlabelled += 1
-                continue
-            info = image_info(row, source, ctx)
-            if info is None:
-                without_image += 1
-                continue
-            if info.width is None or info.height is None:
-                without_size += 1
-                continue
+        written = not_local = 0
+        skips = ImageSkips()
+        for line, _, pairs, info in labelled_images(rows, source, ctx, skips):
             stem = unique_stem(flat_stem(info.name), labels_dir, ".txt", line)
             lines: list[str] = []
             for value, _ in pairs:
@@ -134,15 +125,15 @@ class YoloExporter:
                 not_local += 1
             written += 1
         notes = [f"labelmill YOLO {task} export of {ctx.project_name}: {written} images"]
-        if without_size:
+        if skips.without_size:
             notes.append(
-                f"{without_size} items were skipped: their image size is unknown, and YOLO "
+                f"{skips.without_size} items were skipped: their image size is unknown, and YOLO "
                 "coordinates are fractions of it"
             )
-        if unlabelled:
-            notes.append(f"{unlabelled} items were skipped: they have no label ({ctx.options.labels})")
-        if without_image:
-            notes.append(f"{without_image} items were skipped: no image in data field {source!r}")
+        if skips.unlabelled:
+            notes.append(f"{skips.unlabelled} items were skipped: they have no label ({ctx.options.labels})")
+        if skips.without_image:
+            notes.append(f"{skips.without_image} items were skipped: no image in data field {source!r}")
         if not_local:
             notes.append(
                 f"{not_local} images are not stored locally and were not copied into images/ "

@@ -58,28 +58,12 @@ from scipy.optimize import linear_sum_assignment
 from labelmill.quality.geometry import box_iou, interval_iou, polygon_iou
 from labelmill.quality.pairwise import kendall_tau
 from labelmill.quality.transcripts import word_error_rate
+from labelmill.schema import CONTROL_TYPES as SCHEMA_CONTROL_TYPES
 
 __all__ = ["CONTROL_TYPES", "control_score", "gold_score", "is_correct"]
 
-#: Every control type `control_score` knows (DESIGN.md "Annotation values").
-CONTROL_TYPES = frozenset(
-    {
-        "choices",
-        "multi_choices",
-        "spans",
-        "relations",
-        "boxes",
-        "polygons",
-        "keypoints",
-        "segments",
-        "tracks",
-        "transcript",
-        "rating",
-        "pairwise",
-        "ranking",
-        "text",
-    }
-)
+#: Every control type `control_score` knows: all of DESIGN.md's "Annotation values".
+CONTROL_TYPES = frozenset(SCHEMA_CONTROL_TYPES)
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
