@@ -40,7 +40,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from labelmill.formats.exporting import ExportContext, ExportRow, controls_of, labelled_values
@@ -228,11 +228,20 @@ class ImageSkips:
     without_size: int = 0
 
 
+class LabelledImage(NamedTuple):
+    line: int
+    row: ExportRow
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]]
+    info: ImageInfo
+    width: float
+    height: float
+
+
 def labelled_images(
     rows: Iterable[ExportRow], source: str, ctx: ExportContext, skips: ImageSkips, *, need_local: bool = True
-) -> Iterator[tuple[int, ExportRow, list[tuple[dict[str, Any], dict[str, Any]]], ImageInfo]]:
-    """(line, row, labelled values, image) of each item an image format can write: it has a
-    label under the export options, an image, and a known image size (coordinates need it)."""
+) -> Iterator[LabelledImage]:
+    """Each item an image format can write: it has a label under the export options, an image,
+    and a known image size (coordinates need it)."""
     for line, row in enumerate(rows, start=1):
         pairs = list(labelled_values(row, ctx))
         if not pairs:
@@ -242,10 +251,10 @@ def labelled_images(
         if info is None:
             skips.without_image += 1
             continue
-        if not info.sized:
+        if info.width is None or info.height is None:
             skips.without_size += 1
             continue
-        yield line, row, pairs, info
+        yield LabelledImage(line, row, pairs, info, info.width, info.height)
 
 
 def flat_stem(name: str) -> str:
@@ -506,7 +515,7 @@ class CocoExporter:
                     results = _JsonArray(pred_fp)
                 fp.write('{"categories":' + _dumps(categories.records) + ',"images":[')
                 images, annotations = _JsonArray(fp), _JsonArray(buffer)
-                for _, row, pairs, info in labelled_images(
+                for _, row, pairs, info, _, _ in labelled_images(
                     rows, categories.source, ctx, skipped, need_local=False
                 ):
                     image_id = images.count + 1

@@ -85,7 +85,7 @@ class VocExporter:
         written = not_local = 0
         skips = ImageSkips()
         with (sets_dir / "default.txt").open("w", encoding="utf-8") as image_set:
-            for line, row, pairs, info in labelled_images(rows, source, ctx, skips):
+            for line, row, pairs, info, width, height in labelled_images(rows, source, ctx, skips):
                 stem = unique_stem(flat_stem(info.name), annotations_dir, ".xml", line)
                 file_name = f"{stem}{media_suffix(info)}"
                 root = ET.Element("annotation")
@@ -98,8 +98,8 @@ class VocExporter:
                 if row.get("external_id") is not None:
                     _sub(origin, "external_id", str(row["external_id"]))
                 size = _sub(root, "size")
-                _sub(size, "width", _num(info.width))
-                _sub(size, "height", _num(info.height))
+                _sub(size, "width", _num(width))
+                _sub(size, "height", _num(height))
                 _sub(size, "depth", "3")
                 segmented = _sub(root, "segmented", "0")
                 for value, meta in pairs:

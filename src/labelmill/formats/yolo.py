@@ -106,7 +106,7 @@ class YoloExporter:
         labels_dir.mkdir(parents=True, exist_ok=True)
         written = not_local = 0
         skips = ImageSkips()
-        for line, _, pairs, info in labelled_images(rows, source, ctx, skips):
+        for line, _, pairs, info, width, height in labelled_images(rows, source, ctx, skips):
             stem = unique_stem(flat_stem(info.name), labels_dir, ".txt", line)
             lines: list[str] = []
             for value, _ in pairs:
@@ -115,7 +115,7 @@ class YoloExporter:
                         label = ids.get(str(entry.get("label")))
                         if label is None:
                             continue
-                        text = _label_line(task, label, entry, info.width, info.height)
+                        text = _label_line(task, label, entry, width, height)
                         if text is not None:
                             lines.append(text)
             (labels_dir / f"{stem}.txt").write_text("".join(f"{t}\n" for t in lines), encoding="utf-8")
