@@ -363,3 +363,18 @@ def test_concurrent_http_loop(client: Any, db: Any, admin_token: str) -> None:
         rows = s.execute(select(Annotation.item_id, Annotation.annotator_id)).all()
     assert set(Counter(r.item_id for r in rows).values()) == {2} and len(rows) == 48
     assert max(Counter(rows).values()) == 1
+
+
+def test_next_task_query_uses_the_open_items_index(db: Any, client: Any, admin_token: str) -> None:
+    """The pick reads the partial index of open items: no scan of done items, no sort."""
+    pid = project(client, admin_token, 50)
+    stmt = queue.next_item_query(pid, 1)
+    with db.engine.connect() as conn:
+        compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+        prefix = "EXPLAIN QUERY PLAN " if db.dialect == "sqlite" else "EXPLAIN "
+        plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(prefix + str(compiled)))
+    assert "ix_items_open" in plan, plan
+    if db.dialect == "sqlite":
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        assert "Sort" not in plan, plan

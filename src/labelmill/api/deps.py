@@ -34,7 +34,7 @@ def get_session(request: Request, db: Annotated[Database, Depends(get_db)]) -> I
     below), so a client's next request always sees it. Unsafe methods take SQLite's write lock
     at BEGIN: a deferred transaction that reads, then writes, fails at once with "database is
     locked" when another writer committed in between, whatever the busy timeout."""
-    with db.session(immediate=request.method not in SAFE_METHODS) as session:
+    with db.session(immediate=request.method not in SAFE_METHODS, queue_writers=False) as session:
         yield session
 
 

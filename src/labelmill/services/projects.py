@@ -6,6 +6,8 @@ for it, never "forbidden", so project names and ids do not leak across teams.
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -70,10 +72,21 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_schema(raw: Any) -> LabelSchema:
+    """The parsed schema; stored schemas are parsed once per process (every submit validates
+    against one, and parsing costs more than the validation itself)."""
     try:
-        return parse_schema(raw)
+        key = json.dumps(raw, sort_keys=True)
+    except (TypeError, ValueError):
+        key = None
+    try:
+        return _parse_cached(key) if key is not None else parse_schema(raw)
     except SchemaError as exc:
         raise Invalid(f"schema: {exc}", field="schema") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_cached(key: str) -> LabelSchema:
+    return parse_schema(json.loads(key))
 
 
 def create_project(

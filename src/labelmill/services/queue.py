@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select, update
+from sqlalchemy import Select, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -120,14 +120,25 @@ def _not_mine(user: User) -> Any:
     return ~exists().where(Task.item_id == Item.id, Task.annotator_id == user.id)
 
 
-def _pick_regular(session: Session, project: Project, user: User) -> int | None:
-    stmt = (
+#: The partial index's own predicate, written as the index writes it: SQLite uses a partial
+#: index only when the query contains its WHERE terms literally, and SQLAlchemy would render
+#: ``is_open = 1 AND is_gold = 0``, which SQLite does not match (a full scan and a sort).
+OPEN_ITEMS = text("items.is_open AND NOT items.is_gold")
+
+
+def next_item_query(project_id: int, user_id: int) -> Select[Any]:
+    """The next-task pick: open items this annotator has not had, best priority, then oldest."""
+    not_mine = ~exists().where(Task.item_id == Item.id, Task.annotator_id == user_id)
+    return (
         select(Item.id)
-        .where(Item.project_id == project.id, Item.is_open, ~Item.is_gold, _not_mine(user))
+        .where(Item.project_id == project_id, OPEN_ITEMS, not_mine)
         .order_by(Item.priority.desc(), Item.id)
         .limit(1)
     )
-    return session.scalar(_lock(stmt, session))
+
+
+def _pick_regular(session: Session, project: Project, user: User) -> int | None:
+    return session.scalar(_lock(next_item_query(project.id, user.id), session))
 
 
 def _pick_gold(session: Session, project: Project, user: User) -> int | None:
@@ -398,8 +409,10 @@ def _adapt_overlap(session: Session, project: Project, item: Item) -> None:
     overlap = _overlap(project)
     max_overlap = int(project.settings.get("max_overlap") or overlap)
     needed = item.needed or overlap
+    if max_overlap <= needed:
+        return  # the default (max_overlap = overlap): nothing to decide, no query to run
     session.refresh(item, ["annotation_count", "assigned"])
-    if max_overlap <= needed or item.annotation_count < needed:
+    if item.annotation_count < needed:
         return
     target = float(project.settings.get("target_confidence", 0.95))
     if item_confidence(session, project, item.id) >= target:

@@ -100,13 +100,17 @@ def create_token(
 
 
 def authenticate_token(session: Session, secret: str, *, kind: str | None = None) -> User:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-    if row is None or (kind is not None and row.kind != kind):
+    found = session.execute(
+        select(ApiToken.kind, ApiToken.expires_at, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == hash_token(secret))
+    ).first()
+    if found is None or (kind is not None and found.kind != kind):
         raise Unauthorized("invalid or revoked token")
-    if row.expires_at is not None and row.expires_at < datetime.now(UTC):
+    if found.expires_at is not None and found.expires_at < datetime.now(UTC):
         raise Unauthorized("token expired; log in again")
-    user = session.get(User, row.user_id)
-    if user is None or not user.is_active:
+    user: User = found.User
+    if not user.is_active:
         raise Unauthorized("user is deactivated")
     return user
 
