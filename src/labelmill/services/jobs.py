@@ -115,17 +115,23 @@ def schedule_job(
     """Queue a job unless the same kind is already queued for the project (the debounce):
     a burst of arrivals then costs one run, not one per arrival."""
     with db.session() as session:
-        queued = session.scalar(
-            select(Job.id)
-            .where(Job.kind == kind, Job.project_id == project_id, Job.status == "queued")
-            .limit(1)
-        )
-        if queued is not None:
-            return queued
-        job = Job(kind=kind, project_id=project_id, params=params, status="queued")
-        session.add(job)
-        session.flush()
-        return job.id
+        return enqueue(session, kind, project_id, params=params)
+
+
+def enqueue(
+    session: Session, kind: str, project_id: int | None, *, params: dict[str, Any] | None = None
+) -> int:
+    """:func:`schedule_job` inside the caller's transaction, so the job commits with the
+    change that called for it (a submitted label and its consensus refresh, together)."""
+    queued = session.scalar(
+        select(Job.id).where(Job.kind == kind, Job.project_id == project_id, Job.status == "queued").limit(1)
+    )
+    if queued is not None:
+        return queued
+    job = Job(kind=kind, project_id=project_id, params=params, status="queued")
+    session.add(job)
+    session.flush()
+    return job.id
 
 
 def claim_job(db: Database, kinds: tuple[str, ...], project_id: int | None = None) -> Job | None:

@@ -31,6 +31,7 @@ from labelmill.quality.decision import item_posterior
 from labelmill.quality.gold import gold_score, is_correct
 from labelmill.schema import AnnotationValueError, check_value
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
+from labelmill.services.jobs import enqueue
 from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
 from labelmill.store.models import Annotation, AnnotatorSkill, Item, Member, Prediction, Project, Task, User
@@ -253,7 +254,7 @@ def _own_task(session: Session, task_id: int, user: User) -> Task:
     return task
 
 
-def _validate(project: Project, item: Item, value: Any) -> None:
+def validate_annotation(project: Project, item: Item, value: Any) -> None:
     try:
         check_value(
             load_schema(project.label_schema),
@@ -312,7 +313,7 @@ def _submit(
         raise Conflict("task already submitted; change the annotation with PATCH /annotations/{id}")
     if task.state == "skipped":
         raise Conflict("task was skipped")
-    _validate(project, item, value)
+    validate_annotation(project, item, value)
     now = _now()
     if task.state == "expired" and not task.is_gold:
         # The lease was reclaimed and its slot went back to the pool (a lease past its time
@@ -341,21 +342,8 @@ def _submit(
     else:
         _adapt_overlap(session, project, item)
     session.flush()
-    schedule_consensus_after(session, project.id)
+    enqueue(session, "consensus", project.id)
     return annotation, True
-
-
-def schedule_consensus_after(session: Session, project_id: int) -> None:
-    """Debounced refresh, queued inside the caller's transaction (so it commits with the label)."""
-    from labelmill.store.models import Job
-
-    queued = session.scalar(
-        select(Job.id)
-        .where(Job.kind == "consensus", Job.project_id == project_id, Job.status == "queued")
-        .limit(1)
-    )
-    if queued is None:
-        session.add(Job(kind="consensus", project_id=project_id, status="queued"))
 
 
 def _check_gold(session: Session, project: Project, user: User) -> None:
@@ -491,10 +479,10 @@ def edit(db: Database, annotation_id: int, user: User, value: Any) -> Annotation
         project = session.get(Project, annotation.project_id)
         item = session.get(Item, annotation.item_id)
         assert project is not None and item is not None
-        _validate(project, item, value)
+        validate_annotation(project, item, value)
         annotation.value = value
         annotation.updated_at = _now()
-        schedule_consensus_after(session, project.id)
+        enqueue(session, "consensus", project.id)
         session.flush()
         return annotation
 

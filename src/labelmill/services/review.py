@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from labelmill.services import projects as project_service
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
-from labelmill.services.queue import _validate, schedule_consensus_after
+from labelmill.services.jobs import enqueue
+from labelmill.services.queue import validate_annotation
 from labelmill.store.engine import Database
 from labelmill.store.models import Annotation, Consensus, Item, Project, Review, User
 
@@ -88,7 +89,7 @@ def review(
                 raise Invalid("a correction needs the corrected value", field="value")
             item = session.get(Item, annotation.item_id)
             assert item is not None
-            _validate(project, item, value)
+            validate_annotation(project, item, value)
         _apply(session, project, annotation, user, action, value)
         row = Review(
             project_id=project.id,
@@ -98,7 +99,7 @@ def review(
             comment=comment,
         )
         session.add(row)
-        schedule_consensus_after(session, project.id)
+        enqueue(session, "consensus", project.id)
         session.flush()
         return row
 
