@@ -12,12 +12,12 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import exists, select
 
 from labelmill.formats.exporting import DESCRIPTIONS, EXPORTERS, ExportContext, ExportOptions, get_exporter
-from labelmill.formats.jsonl_export import export_row, write_jsonl
+from labelmill.formats.jsonl_export import export_row
 from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
 from labelmill.store.media import KEY_PREFIX, MediaStore
@@ -109,10 +109,6 @@ def iter_export_rows(
         last_id = items[-1].id
 
 
-def export_jsonl(db: Database, project_id: int, fp: IO[str]) -> int:
-    return write_jsonl(iter_export_rows(db, project_id), fp)
-
-
 def media_resolver(media: MediaStore | None) -> Callable[[str], Path | None]:
     """``media://<project>/<name>`` -> the local file, when the store keeps files locally."""
 
@@ -162,10 +158,6 @@ def export_project(
                 progress(done)
 
     return exporter.write(rows(), out, ctx)
-
-
-def export_target(fmt: str) -> str:
-    return str(get_exporter(fmt).target)
 
 
 def export_formats() -> dict[str, str]:
