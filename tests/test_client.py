@@ -407,3 +407,21 @@ def test_bad_input_is_refused_before_sending() -> None:
             client.import_items(1, ["not a dict"])
         with pytest.raises(ValueError, match=r"item 0: .*bytes"):
             client.import_items(1, [{"blob": b"\x00"}])
+
+
+def test_server_worker_refreshes_consensus_by_itself(
+    admin: Client, annotator: Client, request: pytest.FixtureRequest
+) -> None:
+    """`labelmill serve` runs a job worker: submitted labels reach the consensus with no explicit
+    refresh (the debounced job of DESIGN's "whatever the settings turn on happens by itself")."""
+    import time
+
+    project = _project(admin, request)
+    admin.import_items(project, [{"text": f"t{i}", "external_id": f"w{i}"} for i in range(3)])
+    admin.add_member(project, "ann", "annotator")
+    while (task := annotator.next_task(project.id)) is not None:
+        annotator.submit(task, {"sentiment": "pos"})
+    deadline = time.monotonic() + 20
+    while len(consensus := admin.consensus(project)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert {e: c["value"] for e, c in consensus.items()} == {f"w{i}": {"sentiment": "pos"} for i in range(3)}
