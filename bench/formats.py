@@ -10,7 +10,7 @@ cost of producing the rows, which every other line includes. Prints a Markdown t
 
 from __future__ import annotations
 
-import _path  # noqa: F401  # isort: skip  (must run first: see bench/_path.py)
+import support.path_guard  # noqa: F401  # isort: skip  (must run first: see bench/support/path_guard.py)
 
 import json
 import os
@@ -98,9 +98,9 @@ def child(mode: str, out: str) -> None:
 
 
 def run(mode: str, out: Path) -> dict[str, Any]:
-    # -P: bench/ holds scripts named like stdlib modules (queue.py) that must not shadow them.
+    # The child imports support.path_guard first, like every bench script (see that module).
     proc = subprocess.run(
-        [sys.executable, "-P", __file__, "--child", mode, str(out)],
+        [sys.executable, __file__, "--child", mode, str(out)],
         capture_output=True,
         text=True,
         check=False,

@@ -5,7 +5,7 @@ Run: ``python bench/queue.py`` (env ``BENCH_PG_URL`` for the PostgreSQL server, 
 
 The load generator shares the machine's CPUs with the server, so every rate is also given as a
 ratio to a ceiling measured in the same run by the same client loop: an echo app on the same
-server stack (``bench/_queue_echo.py``) whose two routes do no database work. A raw-SQL loop of
+server stack (``bench/support/queue_echo.py``) whose two routes do no database work. A raw-SQL loop of
 the same transactions (no HTTP, no ORM) shows what the database alone can do. The scale section
 runs K=50 on a 1,000,000-item project at 0%, 50% and 99% done and prints the next-task plan.
 Every server is a subprocess on 127.0.0.1, killed at the end; temp files and the PostgreSQL
@@ -140,7 +140,7 @@ def serve_labelmill(url: str, tmp: Path) -> contextlib.AbstractContextManager[Se
 
 def serve_echo(tmp: Path) -> contextlib.AbstractContextManager[Server]:
     port = free_port()
-    cmd = [sys.executable, str(ROOT / "_queue_echo.py"), "--port", str(port)]
+    cmd = [sys.executable, str(ROOT / "support" / "queue_echo.py"), "--port", str(port)]
     return serve(cmd, port, tmp, dict(os.environ))
 
 

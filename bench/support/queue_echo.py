@@ -2,7 +2,7 @@
 
 Same server stack as ``labelmill serve`` (uvicorn, one process, the same flags) and the same response
 models, so the only difference from labelmill is what happens between parsing and serialising.
-Run: ``python bench/_queue_echo.py --port P``.
+Run: ``python bench/support/queue_echo.py --port P``.
 """
 
 # ruff: noqa: E402
