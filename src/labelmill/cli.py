@@ -461,13 +461,14 @@ def export(
         from labelmill.config import get_settings
         from labelmill.formats.exporting import EXPORTERS, ExportOptions
         from labelmill.formats.jsonl_export import write_jsonl
-        from labelmill.services.export import ExportFilter, export_project, iter_export_rows
+        from labelmill.services.export import export_project, iter_export_rows
+        from labelmill.services.items import ItemFilter
         from labelmill.services.projects import get_project, project_item_count
         from labelmill.store.media import LocalMediaStore
 
         if format not in EXPORTERS:
             fail(f"unknown export format {format!r} (known: {', '.join(EXPORTERS)})")
-        filt = ExportFilter.parse_slices(slice_, is_gold=gold, has_consensus=True if labelled_only else None)
+        filt = ItemFilter.parse_slices(slice_, is_gold=gold, has_consensus=True if labelled_only else None)
         options = ExportOptions(labels=labels.value, include_predictions=predictions, include_auto=auto)
         database_ = database(db)
         with database_.session() as session:

@@ -39,7 +39,6 @@ def _export(db: Database, job: Job) -> dict[str, Any]:
     media = LocalMediaStore(Path(media_root)) if media_root else None
     return run_export_job(
         db,
-        job.id,
         job.params,
         job.project_id,
         media,

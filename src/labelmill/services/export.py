@@ -10,14 +10,15 @@ from __future__ import annotations
 import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
 
 from labelmill.formats.exporting import DESCRIPTIONS, EXPORTERS, ExportContext, ExportOptions, get_exporter
 from labelmill.formats.jsonl_export import export_row
+from labelmill.services.items import ItemFilter
 from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
 from labelmill.store.media import KEY_PREFIX, MediaStore
@@ -27,44 +28,11 @@ BATCH = 2000
 MEDIA_SCHEME = "media://"
 
 
-@dataclass(frozen=True)
-class ExportFilter:
-    """Which items to export: gold or not, with or without consensus, how many labels, a slice
-    of ``meta`` (``{"source": "web"}`` keeps items whose ``meta.source`` is ``"web"``)."""
-
-    is_gold: bool | None = None
-    has_consensus: bool | None = None
-    min_annotations: int | None = None
-    meta: tuple[tuple[str, str], ...] = ()
-
-    def apply(self, stmt: Any) -> Any:
-        if self.is_gold is not None:
-            stmt = stmt.where(Item.is_gold == self.is_gold)
-        if self.has_consensus is not None:
-            has = exists().where(Consensus.item_id == Item.id)
-            stmt = stmt.where(has if self.has_consensus else ~has)
-        if self.min_annotations is not None:
-            stmt = stmt.where(Item.annotation_count >= self.min_annotations)
-        for key, value in self.meta:
-            stmt = stmt.where(Item.meta[key].as_string() == value)
-        return stmt
-
-    @classmethod
-    def parse_slices(cls, slices: list[str] | None, **kwargs: Any) -> ExportFilter:
-        pairs = []
-        for text in slices or []:
-            key, sep, value = text.partition("=")
-            if not sep or not key:
-                raise ValueError(f"slice {text!r} must look like key=value (a field of the items' meta)")
-            pairs.append((key, value))
-        return cls(meta=tuple(pairs), **kwargs)
-
-
 def iter_export_rows(
-    db: Database, project_id: int, filt: ExportFilter | None = None
+    db: Database, project_id: int, filt: ItemFilter | None = None
 ) -> Iterator[dict[str, Any]]:
     """One dict per item in DESIGN's JSONL export shape (plus ``meta`` and ``gold`` when set)."""
-    filt = filt or ExportFilter()
+    filt = filt or ItemFilter()
     last_id = 0
     while True:
         with db.session() as session:
@@ -134,7 +102,7 @@ def export_project(
     out: Path,
     *,
     options: ExportOptions | None = None,
-    filt: ExportFilter | None = None,
+    filt: ItemFilter | None = None,
     media: MediaStore | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
@@ -167,7 +135,6 @@ def export_formats() -> dict[str, str]:
 
 def run_export_job(
     db: Database,
-    job_id: int,
     params: dict[str, Any],
     project_id: int,
     media: MediaStore | None,
@@ -178,7 +145,7 @@ def run_export_job(
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     options = ExportOptions(**params.get("options", {}))
-    filt = ExportFilter(
+    filt = ItemFilter(
         **{**params.get("filter", {}), "meta": tuple(map(tuple, params.get("filter", {}).get("meta", [])))}
     )
     name = f"project-{project_id}-{fmt}"

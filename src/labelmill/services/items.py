@@ -17,11 +17,43 @@ from labelmill.store.models import Annotation, Consensus, Item
 
 @dataclass(frozen=True)
 class ItemFilter:
+    """Which items a list or an export covers: gold or not, with or without consensus, how many
+    labels, one external id, a slice of ``meta`` (``(("source", "web"),)`` keeps items whose
+    ``meta.source`` is ``"web"``)."""
+
     is_gold: bool | None = None
     has_consensus: bool | None = None
     min_annotations: int | None = None
     max_annotations: int | None = None
     external_id: str | None = None
+    meta: tuple[tuple[str, str], ...] = ()
+
+    def apply(self, stmt: Any) -> Any:
+        if self.is_gold is not None:
+            stmt = stmt.where(Item.is_gold == self.is_gold)
+        if self.has_consensus is not None:
+            has = exists().where(Consensus.item_id == Item.id)
+            stmt = stmt.where(has if self.has_consensus else ~has)
+        if self.min_annotations is not None:
+            stmt = stmt.where(Item.annotation_count >= self.min_annotations)
+        if self.max_annotations is not None:
+            stmt = stmt.where(Item.annotation_count <= self.max_annotations)
+        if self.external_id is not None:
+            stmt = stmt.where(Item.external_id == self.external_id)
+        for key, value in self.meta:
+            stmt = stmt.where(Item.meta[key].as_string() == value)
+        return stmt
+
+    @classmethod
+    def parse_slices(cls, slices: list[str] | None, **kwargs: Any) -> ItemFilter:
+        """From ``key=value`` strings (the CLI's ``--slice``)."""
+        pairs = []
+        for text in slices or []:
+            key, sep, value = text.partition("=")
+            if not sep or not key:
+                raise ValueError(f"slice {text!r} must look like key=value (a field of the items' meta)")
+            pairs.append((key, value))
+        return cls(meta=tuple(pairs), **kwargs)
 
 
 def encode_cursor(last_id: int) -> str:
@@ -53,18 +85,7 @@ def list_items(
     stmt = select(Item).where(Item.project_id == project_id)
     if cursor:
         stmt = stmt.where(Item.id > decode_cursor(cursor))
-    if filt.is_gold is not None:
-        stmt = stmt.where(Item.is_gold == filt.is_gold)
-    if filt.min_annotations is not None:
-        stmt = stmt.where(Item.annotation_count >= filt.min_annotations)
-    if filt.max_annotations is not None:
-        stmt = stmt.where(Item.annotation_count <= filt.max_annotations)
-    if filt.external_id is not None:
-        stmt = stmt.where(Item.external_id == filt.external_id)
-    if filt.has_consensus is not None:
-        has = exists().where(Consensus.item_id == Item.id)
-        stmt = stmt.where(has if filt.has_consensus else ~has)
-    rows = list(session.scalars(stmt.order_by(Item.id).limit(limit + 1)))
+    rows = list(session.scalars(filt.apply(stmt).order_by(Item.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 

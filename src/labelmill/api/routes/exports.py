@@ -23,7 +23,8 @@ from labelmill.jobs.worker import run_job
 from labelmill.services import jobs as job_service
 from labelmill.services import projects as project_service
 from labelmill.services.errors import Invalid, NotFound
-from labelmill.services.export import ExportFilter, export_formats, export_project, iter_export_rows
+from labelmill.services.export import export_formats, export_project, iter_export_rows
+from labelmill.services.items import ItemFilter
 from labelmill.store.models import Job
 
 router = APIRouter(tags=["exports"])
@@ -61,7 +62,7 @@ async def export(
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     _check_format(format)
     session.commit()
-    filt = ExportFilter(is_gold=is_gold, has_consensus=has_consensus)
+    filt = ItemFilter(is_gold=is_gold, has_consensus=has_consensus)
     if format == "jsonl":
 
         def lines() -> Iterator[bytes]:
