@@ -13,7 +13,7 @@ from sqlalchemy import select
 from labelmill.formats.records import ImportRecord
 from labelmill.services.demo_data import DemoProject, build_demo_projects
 from labelmill.services.ingest import import_records, media_url
-from labelmill.services.projects import add_member, create_project, project_item_count
+from labelmill.services.projects import create_project, project_item_count
 from labelmill.services.users import create_user, hash_password
 from labelmill.store.engine import Database
 from labelmill.store.media import MediaStore
@@ -73,9 +73,7 @@ def load_demo(db: Database, media: MediaStore, *, password: str) -> list[tuple[s
                 instructions=demo.instructions,
                 owner=owner,
             )
-            project_id = project.id
-            if owner is not None:
-                add_member(session, project, owner, "manager")
+            project_id = project.id  # create_project made the owner its manager
         result = import_records(db, project_id, _records(demo, project_id, media), media=media)
         loaded.append((demo.name, result.created))
     return loaded

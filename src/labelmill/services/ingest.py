@@ -24,7 +24,7 @@ from labelmill.services.users import get_or_create_annotator
 from labelmill.store.bulk import ItemRow, insert_items, update_items
 from labelmill.store.engine import Database
 from labelmill.store.media import KEY_PREFIX, MediaStore, safe_media_name
-from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project, Task
+from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project, Task, labels_needed
 
 OnDuplicate = Literal["reject", "update", "skip"]
 ON_DUPLICATE = ("reject", "update", "skip")
@@ -300,7 +300,7 @@ class _Importer:
             .values(
                 annotation_count=labels,
                 assigned=case((Item.is_gold, 0), else_=taken),
-                is_open=~Item.is_gold & (taken < func.coalesce(Item.needed, self.overlap)),
+                is_open=~Item.is_gold & (taken < labels_needed(self.overlap)),
             )
         )
 

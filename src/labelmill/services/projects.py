@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from labelmill.schema import LabelSchema, SchemaError, parse_schema, schema_to_json
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
-from labelmill.store.models import MEMBER_ROLES, Item, Member, Project, User
+from labelmill.store.models import MEMBER_ROLES, Item, Member, Project, User, labels_needed
 
 #: Roles that may manage a project; reviewers additionally read items and annotations.
 MANAGE = ("manager",)
@@ -207,7 +207,7 @@ def _recompute_open(session: Session, project: Project) -> None:
     session.execute(
         update(Item)
         .where(Item.project_id == project.id, ~Item.is_gold)
-        .values(is_open=Item.assigned < func.coalesce(Item.needed, overlap))
+        .values(is_open=Item.assigned < labels_needed(overlap))
     )
 
 

@@ -34,7 +34,17 @@ from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
 from labelmill.services.jobs import enqueue
 from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
-from labelmill.store.models import Annotation, AnnotatorSkill, Item, Member, Prediction, Project, Task, User
+from labelmill.store.models import (
+    Annotation,
+    AnnotatorSkill,
+    Item,
+    Member,
+    Prediction,
+    Project,
+    Task,
+    User,
+    labels_needed,
+)
 
 #: Expired leases reclaimed per next-task call (bounded so one call never does unbounded work).
 RECLAIM_BATCH = 200
@@ -73,23 +83,14 @@ def _member(session: Session, project: Project, user: User) -> Member:
     return member
 
 
-def _open_expr(assigned: Any, project: Project) -> Any:
-    return assigned < func.coalesce(Item.needed, _overlap(project))
-
-
-def _release_slot(session: Session, project: Project, item_id: int) -> None:
+def shift_slots(session: Session, project: Project, item_id: int, by: int) -> None:
+    """Take (``by=1``) or give back (``by=-1``) one of the item's slots, keeping ``is_open`` true
+    to ``assigned < labels needed`` in the same statement."""
+    assigned = Item.assigned + by
     session.execute(
         update(Item)
         .where(Item.id == item_id)
-        .values(assigned=Item.assigned - 1, is_open=_open_expr(Item.assigned - 1, project))
-    )
-
-
-def _take_slot(session: Session, project: Project, item_id: int) -> None:
-    session.execute(
-        update(Item)
-        .where(Item.id == item_id)
-        .values(assigned=Item.assigned + 1, is_open=_open_expr(Item.assigned + 1, project))
+        .values(assigned=assigned, is_open=assigned < labels_needed(_overlap(project)))
     )
 
 
@@ -107,7 +108,7 @@ def reclaim_expired(session: Session, project: Project) -> int:
     for task_id, item_id, is_gold in rows:
         session.execute(update(Task).where(Task.id == task_id).values(state="expired", finished_at=_now()))
         if not is_gold:
-            _release_slot(session, project, item_id)
+            shift_slots(session, project, item_id, -1)
     return len(rows)
 
 
@@ -230,7 +231,7 @@ def _next_task(session: Session, project_id: int, user: User) -> Lease | None:
     if item_id is None:
         return None
     if not is_gold:
-        _take_slot(session, project, item_id)
+        shift_slots(session, project, item_id, 1)
     lease_seconds = int(settings.get("lease_seconds", 600))
     now = _now()
     task = Task(
@@ -321,7 +322,7 @@ def _submit(
         needed = item.needed or _overlap(project)
         if item.assigned >= needed:
             raise Conflict("lease expired and the item already has the labels it needs")
-        _take_slot(session, project, item.id)
+        shift_slots(session, project, item.id, 1)
     review_rate = float(project.settings.get("review_rate", 0.0))
     annotation = Annotation(
         project_id=project.id,
@@ -463,7 +464,7 @@ def skip(db: Database, task_id: int, user: User) -> Task:
         assert project is not None
         task.state, task.finished_at = "skipped", _now()
         if not task.is_gold:
-            _release_slot(session, project, task.item_id)
+            shift_slots(session, project, task.item_id, -1)
         session.flush()
         return task
 

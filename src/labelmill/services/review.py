@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from labelmill.services import projects as project_service
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
 from labelmill.services.jobs import enqueue
-from labelmill.services.queue import validate_annotation
+from labelmill.services.queue import shift_slots, validate_annotation
 from labelmill.store.engine import Database
 from labelmill.store.models import Annotation, Consensus, Item, Project, Review, User
 
@@ -117,21 +117,14 @@ def _apply(
         return
     if action == "reject":
         annotation.status = "rejected"
-        overlap = int(project.settings.get("overlap", 1))
         session.execute(
             update(Item)
-            .where(and_(Item.id == annotation.item_id, ~Item.is_gold))
-            .values(
-                annotation_count=Item.annotation_count - 1,
-                assigned=Item.assigned - 1,
-                is_open=Item.assigned - 1 < func.coalesce(Item.needed, overlap),
-            )
-        )
-        session.execute(
-            update(Item)
-            .where(Item.id == annotation.item_id, Item.is_gold)
+            .where(Item.id == annotation.item_id)
             .values(annotation_count=Item.annotation_count - 1)
         )
+        item = session.get(Item, annotation.item_id)
+        if item is not None and not item.is_gold:  # gold items are outside slot accounting
+            shift_slots(session, project, item.id, -1)
         return
     annotation.status = "corrected"
     assert value is not None

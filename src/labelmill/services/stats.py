@@ -13,7 +13,17 @@ from sqlalchemy.orm import Session
 
 from labelmill.quality.gold import gold_score, is_correct
 from labelmill.services.projects import load_schema
-from labelmill.store.models import Annotation, AnnotatorSkill, Consensus, Item, Member, Project, Task, User
+from labelmill.store.models import (
+    Annotation,
+    AnnotatorSkill,
+    Consensus,
+    Item,
+    Member,
+    Project,
+    Task,
+    User,
+    labels_needed,
+)
 
 #: Window over which the recent labelling rate (for the time-to-finish estimate) is measured.
 RATE_WINDOW = timedelta(hours=1)
@@ -21,7 +31,7 @@ RATE_WINDOW = timedelta(hours=1)
 
 def _progress(session: Session, project: Project) -> dict[str, Any]:
     overlap = int(project.settings.get("overlap", 1))
-    needed = func.coalesce(Item.needed, overlap)
+    needed = labels_needed(overlap)
     done = Item.annotation_count >= needed
     row = session.execute(
         select(

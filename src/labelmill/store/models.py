@@ -161,6 +161,12 @@ class Item(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
+def labels_needed(overlap: int) -> Any:
+    """How many labels an item should get: its own ``needed`` (raised by adaptive overlap) or
+    the project's ``overlap``. An item is open while ``assigned`` is below this."""
+    return func.coalesce(Item.needed, overlap)
+
+
 class Task(Base):
     """One annotator's lease on one item; ``(item_id, annotator_id)`` is unique: never the same item twice."""
 
