@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
 from labelmill.api.models import ExportIn, Id, JobOut
+from labelmill.api.routes.jobs import job_out
 from labelmill.formats.exporting import EXPORTERS, ExportOptions
 from labelmill.jobs.worker import run_job
 from labelmill.services import jobs as job_service
@@ -25,7 +26,6 @@ from labelmill.services import projects as project_service
 from labelmill.services.errors import Invalid, NotFound
 from labelmill.services.export import export_formats, export_project, iter_export_rows
 from labelmill.services.items import ItemFilter
-from labelmill.store.models import Job
 
 router = APIRouter(tags=["exports"])
 
@@ -127,8 +127,7 @@ def start_export(
     # Start it at once in the background; a server's worker may race for it, and the atomic
     # claim lets exactly one of them run it.
     threading.Thread(target=run_job, args=(db, job_id), name=f"export-{job_id}", daemon=True).start()
-    with db.session() as fresh:
-        return JobOut.model_validate(fresh.get(Job, job_id), from_attributes=True)
+    return job_out(db, job_id)
 
 
 @router.get(

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
 from labelmill.api.models import Id, JobOut
+from labelmill.api.routes.jobs import job_out
 from labelmill.formats import read_any, scan_media_folder
 from labelmill.formats.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from labelmill.formats.records import FormatError
@@ -18,7 +19,6 @@ from labelmill.services import projects as project_service
 from labelmill.services.errors import Invalid
 from labelmill.services.ingest import import_records, iter_all
 from labelmill.store.media import safe_media_name
-from labelmill.store.models import Job
 
 router = APIRouter(tags=["imports"])
 
@@ -97,6 +97,4 @@ async def create_import(
             job_service.finish_job(db, job_id, error=f"{type(exc).__name__}: {exc}")
             raise
         job_service.finish_job(db, job_id, result=result)
-    with db.session() as fresh:
-        job = fresh.get(Job, job_id)
-        return JobOut.model_validate(job, from_attributes=True)
+    return job_out(db, job_id)

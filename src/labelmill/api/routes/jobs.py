@@ -5,8 +5,17 @@ from fastapi import APIRouter, Query
 from labelmill.api.deps import SessionDep, UserDep
 from labelmill.api.models import Id, IdQuery, JobOut, Page
 from labelmill.services import jobs as job_service
+from labelmill.store.engine import Database
+from labelmill.store.models import Job
 
 router = APIRouter(tags=["jobs"])
+
+
+def job_out(db: Database, job_id: int) -> JobOut:
+    """A job as it stands now, read in a fresh transaction (routes that start or run a job
+    answer with it after their own request transaction has ended)."""
+    with db.session() as session:
+        return JobOut.model_validate(session.get(Job, job_id), from_attributes=True)
 
 
 @router.get("/jobs", response_model=Page[JobOut], summary="Jobs the caller started or manages, newest first")

@@ -7,11 +7,11 @@ from starlette.concurrency import run_in_threadpool
 
 from labelmill.api.deps import DbDep, SessionDep, UserDep
 from labelmill.api.models import Id, JobOut
+from labelmill.api.routes.jobs import job_out
 from labelmill.jobs.worker import run_pending
 from labelmill.services import jobs as job_service
 from labelmill.services import projects as project_service
 from labelmill.services.stats import project_stats
-from labelmill.store.models import Job
 
 router = APIRouter(tags=["quality"])
 
@@ -35,5 +35,4 @@ async def refresh(project_id: Id, user: UserDep, session: SessionDep, db: DbDep)
     session.commit()
     job_id = job_service.schedule_job(db, "consensus", project_id)
     await run_in_threadpool(run_pending, db, project_id=project_id)
-    with db.session() as fresh:
-        return JobOut.model_validate(fresh.get(Job, job_id), from_attributes=True)
+    return job_out(db, job_id)
