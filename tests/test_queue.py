@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from labelmill.services import queue
 from labelmill.services.users import get_user
-from labelmill.store.models import Annotation, Task
+from labelmill.store.models import Annotation, Item, Task
 from tests.conftest import auth, make_user
 
 SCHEMA = {"controls": [{"name": "label", "type": "choices", "source": "text", "classes": ["pos", "neg"]}]}
@@ -304,6 +304,26 @@ def test_concurrent_annotators_keep_every_rule(db: Any, client: Any, admin_token
     assert len(per_item) == n_items and set(per_item.values()) == {overlap}
     pairs = Counter((r.item_id, r.annotator_id) for r in rows)
     assert max(pairs.values()) == 1
+
+
+def test_item_being_taken_is_waited_for_not_passed_over(db: Any, client: Any, admin_token: str) -> None:
+    """The only open item is locked by another annotator's transaction at the moment of asking:
+    the caller must get it once that transaction commits (it still has a free slot), not be told
+    the queue is empty. (SQLite serialises writers, so this is PostgreSQL's SKIP LOCKED case.)"""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no row is ever locked by someone else")
+    pid = project(client, admin_token, 1, overlap=2)
+    annotators(client, db, admin_token, pid, 1)
+    with db.session() as s:
+        user = get_user(s, "ann0")
+    got: list[Any] = []
+    with db.session() as holder:
+        item_id = holder.scalar(select(Item.id).where(Item.project_id == pid).with_for_update())
+        thread = threading.Thread(target=lambda: got.append(queue.next_task(db, pid, user)))
+        thread.start()
+        thread.join(timeout=0.5)  # the caller is now waiting on (or, without the fix, past) the lock
+    thread.join(timeout=30)
+    assert got and got[0] is not None and got[0].item.id == item_id
 
 
 def test_concurrent_late_submits_respect_overlap(db: Any, client: Any, admin_token: str) -> None:

@@ -139,8 +139,18 @@ def next_item_query(project_id: int, user_id: int) -> Select[Any]:
     )
 
 
-def _pick_regular(session: Session, project: Project, user: User) -> int | None:
-    return session.scalar(_lock(next_item_query(project.id, user.id), session))
+def _pick_regular(session: Session, project: Project, user: User, *, may_wait: bool) -> int | None:
+    """Lock and return the next open item. On PostgreSQL, SKIP LOCKED passes over items other
+    annotators are taking this instant; when it finds nothing, those items may still have a free
+    slot after their holders commit, so (when this transaction holds no other item lock, and so
+    cannot deadlock) wait for them: PostgreSQL re-checks each one once its lock is released and
+    moves on to the next if it has closed. Without this an annotator could be told the queue is
+    empty while an item still needs them."""
+    query = next_item_query(project.id, user.id)
+    item_id = session.scalar(_lock(query, session))
+    if item_id is None and may_wait and session.get_bind().dialect.name == "postgresql":
+        item_id = session.scalar(query.with_for_update(of=Item))
+    return item_id
 
 
 def _pick_gold(session: Session, project: Project, user: User) -> int | None:
@@ -191,21 +201,32 @@ def _lease_view(session: Session, task: Task) -> Lease:
     return Lease(task=task, item=item, predictions=predictions)
 
 
+class _LookAgain:
+    """``_next_task``'s answer when it reclaimed leases but found no item: commit, then retry."""
+
+
+_LOOK_AGAIN = _LookAgain()
+
+
 def next_task(db: Database, project_id: int, user: User) -> Lease | None:
     """The caller's next task, or None when nothing is left for them."""
-    for attempt in range(3):
+    attempt = 0
+    while True:
         try:
             with db.session(immediate=True) as session:
-                return _next_task(session, project_id, user)
+                lease = _next_task(session, project_id, user)
         except IntegrityError:
             # Two requests of the same annotator raced for the same item: the unique
             # (item, annotator) constraint refused the second. Try again.
-            if attempt == 2:
+            attempt += 1
+            if attempt == 3:
                 raise
-    return None
+            continue
+        if not isinstance(lease, _LookAgain):
+            return lease
 
 
-def _next_task(session: Session, project_id: int, user: User) -> Lease | None:
+def _next_task(session: Session, project_id: int, user: User) -> Lease | _LookAgain | None:
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"no project {project_id}", field="project_id")
@@ -215,7 +236,7 @@ def _next_task(session: Session, project_id: int, user: User) -> Lease | None:
     live = _live_lease(session, project, user)
     if live is not None:
         return _lease_view(session, live)
-    reclaim_expired(session, project)
+    reclaimed = reclaim_expired(session, project)
     settings = project.settings
     item_id: int | None = None
     is_gold = False
@@ -227,9 +248,11 @@ def _next_task(session: Session, project_id: int, user: User) -> Lease | None:
         if float(settings.get("gold_rate", 0.0)) > _rng.random():
             item_id, is_gold = _pick_gold(session, project, user), True
         if item_id is None:
-            item_id, is_gold = _pick_regular(session, project, user), False
+            item_id, is_gold = _pick_regular(session, project, user, may_wait=not reclaimed), False
     if item_id is None:
-        return None
+        # Reclaiming locked item rows, so the pick could not wait for busy ones: commit the
+        # reclaim and look again.
+        return _LOOK_AGAIN if reclaimed else None
     if not is_gold:
         shift_slots(session, project, item_id, 1)
     lease_seconds = int(settings.get("lease_seconds", 600))
