@@ -326,6 +326,57 @@ def test_item_being_taken_is_waited_for_not_passed_over(db: Any, client: Any, ad
     assert got and got[0] is not None and got[0].item.id == item_id
 
 
+def _hold_sqlite_write_lock(db: Any) -> Any:
+    """Another process's write transaction: a separate connection holding BEGIN IMMEDIATE."""
+    import sqlite3
+
+    other = sqlite3.connect(db.engine.url.database, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_writer_busy_is_raised_at_once_not_waited_for(db: Any) -> None:
+    """Inside ``nowait`` a write transaction that would wait raises WriterBusy before doing
+    anything, whether this process (the in-process writer lock) or another one (SQLite's
+    lock) holds the database, and the connection gets its busy timeout back afterwards."""
+    if db.dialect != "sqlite":
+        pytest.skip("nowait concerns SQLite's single writer")
+    from labelmill.store.engine import BUSY_TIMEOUT_MS, WriterBusy
+
+    with db.session(immediate=True), db.nowait(), pytest.raises(WriterBusy), db.connect(immediate=True):
+        pass
+    other = _hold_sqlite_write_lock(db)
+    try:
+        with db.nowait(), pytest.raises(WriterBusy), db.connect(immediate=True):
+            pass
+    finally:
+        other.rollback()
+        other.close()
+    with db.connect(immediate=True) as conn:  # free again; and waiting is the default once more
+        timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    assert timeout == BUSY_TIMEOUT_MS
+
+
+def test_next_task_waits_in_a_thread_while_another_writer_holds_sqlite(
+    client: Any, db: Any, admin_token: str
+) -> None:
+    """The API runs the annotator loop on its event loop only when SQLite's write lock is free;
+    when another process holds it, the request waits in a worker thread and then succeeds."""
+    if db.dialect != "sqlite":
+        pytest.skip("nowait concerns SQLite's single writer")
+    pid = project(client, admin_token, 2)
+    (token,) = annotators(client, db, admin_token, pid, 1)
+    other = _hold_sqlite_write_lock(db)
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append(next_task(client, token, pid)))
+    thread.start()
+    thread.join(timeout=0.5)  # the request now waits for the other writer
+    other.rollback()
+    other.close()
+    thread.join(timeout=30)
+    assert got and got[0] is not None and got[0]["item"]["data"]["text"].startswith("item ")
+
+
 def test_concurrent_late_submits_respect_overlap(db: Any, client: Any, admin_token: str) -> None:
     """Several reclaimed leases submitted at once: only the free slots are taken."""
     pid = project(client, admin_token, 1, overlap=2)

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from labelmill.services.errors import Invalid, NotFound
@@ -109,9 +109,7 @@ def get_visible_job(session: Session, user: User, job_id: int) -> Job:
 # -- queued jobs -----------------------------------------------------------------------------------
 
 
-def schedule_job(
-    db: Database, kind: str, project_id: int | None, *, params: dict[str, Any] | None = None
-) -> int:
+def schedule_job(db: Database, kind: str, project_id: int, *, params: dict[str, Any] | None = None) -> int:
     """Queue a job unless the same kind is already queued for the project (the debounce):
     a burst of arrivals then costs one run, not one per arrival."""
     with db.session() as session:
@@ -119,19 +117,32 @@ def schedule_job(
 
 
 def enqueue(
-    session: Session, kind: str, project_id: int | None, *, params: dict[str, Any] | None = None
+    session: Session | Connection,
+    kind: str,
+    project_id: int,
+    *,
+    params: dict[str, Any] | None = None,
 ) -> int:
-    """:func:`schedule_job` inside the caller's transaction, so the job commits with the
-    change that called for it (a submitted label and its consensus refresh, together)."""
-    queued = session.scalar(
-        select(Job.id).where(Job.kind == kind, Job.project_id == project_id, Job.status == "queued").limit(1)
-    )
+    """:func:`schedule_job` inside the caller's transaction (an ORM session or a Core
+    connection), so the job commits with the change that called for it (a submitted label and
+    its consensus refresh, together)."""
+    queued = session.scalar(_QUEUED_JOB, {"kind": kind, "project_id": project_id})
     if queued is not None:
-        return queued
-    job = Job(kind=kind, project_id=project_id, params=params, status="queued")
-    session.add(job)
-    session.flush()
-    return job.id
+        return int(queued)
+    values = {"kind": kind, "project_id": project_id, "params": params, "status": "queued"}
+    return int(session.execute(insert(_JOBS).returning(_JOBS.c.id), values).scalar_one())
+
+
+_JOBS = cast(Table, Job.__table__)
+_QUEUED_JOB = (
+    select(_JOBS.c.id)
+    .where(
+        _JOBS.c.kind == bindparam("kind"),
+        _JOBS.c.project_id == bindparam("project_id"),
+        _JOBS.c.status == "queued",
+    )
+    .limit(1)
+)
 
 
 def claim_job(db: Database, kinds: tuple[str, ...], project_id: int | None = None) -> Job | None:

@@ -14,6 +14,11 @@ processes and threads:
 
 SQLite serialises writers (``BEGIN IMMEDIATE``); PostgreSQL locks the chosen item row with
 ``FOR UPDATE SKIP LOCKED``, so concurrent annotators take different rows instead of waiting.
+
+The annotator loop (next task, submit) is the hot path: it runs prepared Core statements on
+one connection (about six per call, each built once at import), not the ORM unit of work,
+and the rare branches (gold scoring, adaptive overlap) use an ORM session joined to the same
+transaction.
 """
 
 from __future__ import annotations
@@ -21,9 +26,24 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack, cast
 
-from sqlalchemy import Select, exists, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Row,
+    Select,
+    String,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -43,7 +63,7 @@ from labelmill.store.models import (
     Project,
     Task,
     User,
-    labels_needed,
+    UTCDateTime,
 )
 
 #: Expired leases reclaimed per next-task call (bounded so one call never does unbounded work).
@@ -56,11 +76,44 @@ DEFAULT_SKILL = 0.7
 _rng = random.Random()
 
 
-@dataclass
+@dataclass(frozen=True)
+class LeasedTask:
+    id: int
+    project_id: int
+    item_id: int
+    state: str
+    is_gold: bool
+    leased_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LeasedItem:
+    id: int
+    data: dict[str, Any]
+    meta: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ShownPrediction:
+    value: dict[str, Any]
+    score: float | None
+    model_version: str
+
+
+@dataclass(frozen=True)
 class Lease:
-    task: Task
-    item: Item
-    predictions: list[Prediction]
+    """What an annotator is given: the task, its item and the predictions to show. Never the
+    item's gold answer."""
+
+    task: LeasedTask
+    item: LeasedItem
+    predictions: list[ShownPrediction]
+
+
+#: A stored annotation as the annotator sees it: a row with the columns of ``_ANNOTATION_VIEW``
+#: (id, task_id, item_id, value, status, lead_seconds, created_at, updated_at).
+SubmittedAnnotation = Row[Unpack[tuple[Any, ...]]]
 
 
 def _now() -> datetime:
@@ -83,122 +136,231 @@ def _member(session: Session, project: Project, user: User) -> Member:
     return member
 
 
-def shift_slots(session: Session, project: Project, item_id: int, by: int) -> None:
-    """Take (``by=1``) or give back (``by=-1``) one of the item's slots, keeping ``is_open`` true
-    to ``assigned < labels needed`` in the same statement."""
-    assigned = Item.assigned + by
-    session.execute(
-        update(Item)
-        .where(Item.id == item_id)
-        .values(assigned=assigned, is_open=assigned < labels_needed(_overlap(project)))
+# --------------------------------------------------------------------------- statements
+
+_ITEMS = cast(Table, Item.__table__)
+_TASKS = cast(Table, Task.__table__)
+_PROJECTS = cast(Table, Project.__table__)
+_MEMBERS = cast(Table, Member.__table__)
+_ANNOTATIONS = cast(Table, Annotation.__table__)
+_PREDICTIONS = cast(Table, Prediction.__table__)
+
+_PID = bindparam("pid", type_=Integer())
+_UID = bindparam("uid", type_=Integer())
+_IID = bindparam("iid", type_=Integer())
+_TID = bindparam("tid", type_=Integer())
+_NOW = bindparam("now", type_=UTCDateTime())
+_BY = bindparam("by", type_=Integer())
+_OVERLAP = bindparam("overlap", type_=Integer())
+
+#: The open-slot rule, in one statement: take (``by=1``) or give back (``by=-1``) one of the
+#: item's slots, keeping ``is_open`` true to ``assigned < labels needed`` (the item's own
+#: ``needed``, raised by adaptive overlap, else the project's ``overlap``).
+_SHIFT_SLOTS = (
+    update(_ITEMS)
+    .where(_ITEMS.c.id == _IID)
+    .values(
+        assigned=_ITEMS.c.assigned + _BY,
+        is_open=_ITEMS.c.assigned + _BY < func.coalesce(_ITEMS.c.needed, _OVERLAP),
     )
-
-
-def reclaim_expired(session: Session, project: Project) -> int:
-    """Expire leases past their time and give their slots back (at most RECLAIM_BATCH)."""
-    stmt = (
-        select(Task.id, Task.item_id, Task.is_gold)
-        .where(Task.project_id == project.id, Task.state == "leased", Task.expires_at <= _now())
-        .order_by(Task.expires_at)
-        .limit(RECLAIM_BATCH)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    rows = session.execute(stmt).all()
-    for task_id, item_id, is_gold in rows:
-        session.execute(update(Task).where(Task.id == task_id).values(state="expired", finished_at=_now()))
-        if not is_gold:
-            shift_slots(session, project, item_id, -1)
-    return len(rows)
-
-
-def _lock(stmt: Select[Any], session: Session) -> Select[Any]:
-    if session.get_bind().dialect.name == "postgresql":
-        return stmt.with_for_update(skip_locked=True, of=Item)
-    return stmt
-
-
-def _not_mine(user: User) -> Any:
-    return ~exists().where(Task.item_id == Item.id, Task.annotator_id == user.id)
-
+)
+_TAKE_SLOT = _SHIFT_SLOTS.returning(_ITEMS.c.data, _ITEMS.c.meta)
 
 #: The partial index's own predicate, written as the index writes it: SQLite uses a partial
 #: index only when the query contains its WHERE terms literally, and SQLAlchemy would render
 #: ``is_open = 1 AND is_gold = 0``, which SQLite does not match (a full scan and a sort).
 OPEN_ITEMS = text("items.is_open AND NOT items.is_gold")
 
+_NOT_MINE = ~exists().where(_TASKS.c.item_id == _ITEMS.c.id, _TASKS.c.annotator_id == _UID)
 
-def next_item_query(project_id: int, user_id: int) -> Select[Any]:
-    """The next-task pick: open items this annotator has not had, best priority, then oldest."""
-    not_mine = ~exists().where(Task.item_id == Item.id, Task.annotator_id == user_id)
+#: The next-task pick: open items this annotator has not had, best priority, then oldest.
+_PICK = (
+    select(_ITEMS.c.id)
+    .where(_ITEMS.c.project_id == _PID, OPEN_ITEMS, _NOT_MINE)
+    .order_by(_ITEMS.c.priority.desc(), _ITEMS.c.id)
+    .limit(1)
+)
+_PICK_SKIP_LOCKED = _PICK.with_for_update(skip_locked=True, of=_ITEMS)
+_PICK_WAIT = _PICK.with_for_update(of=_ITEMS)
+
+_LIVE_LEASE = (
+    select(_TASKS.c.id)
+    .where(
+        _TASKS.c.project_id == _PID,
+        _TASKS.c.annotator_id == _UID,
+        _TASKS.c.state == "leased",
+        _TASKS.c.expires_at > _NOW,
+    )
+    .order_by(_TASKS.c.id)
+    .limit(1)
+    .scalar_subquery()
+)
+
+#: Everything next-task needs to know before picking, in one round trip.
+_NEXT_CONTEXT = (
+    select(
+        _PROJECTS.c.settings,
+        _MEMBERS.c.id.label("member_id"),
+        _MEMBERS.c.paused,
+        _MEMBERS.c.pause_reason,
+        _MEMBERS.c.qualification,
+        _LIVE_LEASE.label("live_task_id"),
+    )
+    .select_from(
+        _PROJECTS.outerjoin(
+            _MEMBERS, and_(_MEMBERS.c.project_id == _PROJECTS.c.id, _MEMBERS.c.user_id == _UID)
+        )
+    )
+    .where(_PROJECTS.c.id == _PID)
+)
+
+_EXPIRED = (
+    select(_TASKS.c.id, _TASKS.c.item_id, _TASKS.c.is_gold)
+    .where(_TASKS.c.project_id == _PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= _NOW)
+    .order_by(_TASKS.c.expires_at)
+    .limit(RECLAIM_BATCH)
+)
+_EXPIRED_SKIP_LOCKED = _EXPIRED.with_for_update(skip_locked=True)
+_EXPIRE_TASKS = (
+    update(_TASKS)
+    .where(_TASKS.c.id.in_(bindparam("ids", expanding=True)))
+    .values(state="expired", finished_at=_NOW)
+)
+
+_INSERT_TASK = insert(_TASKS).returning(_TASKS.c.id)
+_ITEM_VIEW = select(_ITEMS.c.data, _ITEMS.c.meta).where(_ITEMS.c.id == _IID)
+_TASK_VIEW = select(
+    _TASKS.c.id,
+    _TASKS.c.project_id,
+    _TASKS.c.item_id,
+    _TASKS.c.state,
+    _TASKS.c.is_gold,
+    _TASKS.c.leased_at,
+    _TASKS.c.expires_at,
+).where(_TASKS.c.id == _TID)
+_SHOWN_PREDICTIONS = (
+    select(_PREDICTIONS.c.value, _PREDICTIONS.c.score, _PREDICTIONS.c.model_version)
+    .where(_PREDICTIONS.c.project_id == _PID, _PREDICTIONS.c.item_id == _IID)
+    .order_by(_PREDICTIONS.c.id)
+)
+_ADD_MEMBER = insert(_MEMBERS).values(
+    project_id=_PID,
+    user_id=_UID,
+    role=bindparam("role", type_=String()),
+    qualification=bindparam("qualification", type_=String()),
+)
+
+#: Everything submit needs to know, in one round trip.
+_SUBMIT_CONTEXT = (
+    select(
+        _TASKS.c.project_id,
+        _TASKS.c.item_id,
+        _TASKS.c.annotator_id,
+        _TASKS.c.state,
+        _TASKS.c.is_gold,
+        _TASKS.c.leased_at,
+        _ITEMS.c.data,
+        _ITEMS.c.meta,
+        _PROJECTS.c.settings,
+        _PROJECTS.c.label_schema,
+    )
+    .select_from(
+        _TASKS.join(_ITEMS, _ITEMS.c.id == _TASKS.c.item_id).join(
+            _PROJECTS, _PROJECTS.c.id == _TASKS.c.project_id
+        )
+    )
+    .where(_TASKS.c.id == _TID)
+)
+#: Finishing a task is also the guard against a concurrent submit or reclaim of the same task:
+#: it changes the row only from the state this transaction read.
+_FINISH_TASK = (
+    update(_TASKS)
+    .where(_TASKS.c.id == _TID, _TASKS.c.state == bindparam("was", type_=String()))
+    .values(state="submitted", finished_at=_NOW)
+)
+_SLOTS_FOR_LATE_SUBMIT = select(_ITEMS.c.needed, _ITEMS.c.assigned).where(_ITEMS.c.id == _IID)
+_COUNT_ANNOTATION = (
+    update(_ITEMS).where(_ITEMS.c.id == _IID).values(annotation_count=_ITEMS.c.annotation_count + 1)
+)
+_ANNOTATION_VIEW = (
+    _ANNOTATIONS.c.id,
+    _ANNOTATIONS.c.task_id,
+    _ANNOTATIONS.c.item_id,
+    _ANNOTATIONS.c.value,
+    _ANNOTATIONS.c.status,
+    _ANNOTATIONS.c.lead_seconds,
+    _ANNOTATIONS.c.created_at,
+    _ANNOTATIONS.c.updated_at,
+)
+_INSERT_ANNOTATION = insert(_ANNOTATIONS).returning(*_ANNOTATION_VIEW)
+_BY_KEY = select(*_ANNOTATION_VIEW).where(
+    _ANNOTATIONS.c.annotator_id == _UID, _ANNOTATIONS.c.idempotency_key == bindparam("key", type_=String())
+)
+
+
+def _is_pg(conn: Connection | Session) -> bool:
     return (
-        select(Item.id)
-        .where(Item.project_id == project_id, OPEN_ITEMS, not_mine)
-        .order_by(Item.priority.desc(), Item.id)
-        .limit(1)
+        conn.get_bind().dialect.name == "postgresql"
+        if isinstance(conn, Session)
+        else conn.dialect.name == "postgresql"
     )
 
 
-def _pick_regular(session: Session, project: Project, user: User, *, may_wait: bool) -> int | None:
+# --------------------------------------------------------------------------- slots
+
+
+def shift_slots(session: Session | Connection, project: Project, item_id: int, by: int) -> None:
+    """Take (``by=1``) or give back (``by=-1``) one of the item's slots, keeping ``is_open`` true
+    to ``assigned < labels needed`` in the same statement."""
+    session.execute(_SHIFT_SLOTS, {"iid": item_id, "by": by, "overlap": _overlap(project)})
+
+
+def _reclaim_expired(conn: Connection, project_id: int, overlap: int, now: datetime) -> int:
+    """Expire leases past their time and give their slots back (at most RECLAIM_BATCH)."""
+    rows = conn.execute(
+        _EXPIRED_SKIP_LOCKED if _is_pg(conn) else _EXPIRED, {"pid": project_id, "now": now}
+    ).all()
+    if not rows:
+        return 0
+    conn.execute(_EXPIRE_TASKS, {"ids": [r.id for r in rows], "now": now})
+    returned = [{"iid": r.item_id, "by": -1, "overlap": overlap} for r in rows if not r.is_gold]
+    if returned:
+        conn.execute(_SHIFT_SLOTS, returned)
+    return len(rows)
+
+
+def next_item_query(project_id: int, user_id: int) -> Select[Any]:
+    """The next-task pick for one annotator (the hot path binds the same statement)."""
+    return _PICK.params(pid=project_id, uid=user_id)
+
+
+def _pick_regular(conn: Connection, project_id: int, user_id: int, *, may_wait: bool) -> int | None:
     """Lock and return the next open item. On PostgreSQL, SKIP LOCKED passes over items other
     annotators are taking this instant; when it finds nothing, those items may still have a free
     slot after their holders commit, so (when this transaction holds no other item lock, and so
     cannot deadlock) wait for them: PostgreSQL re-checks each one once its lock is released and
     moves on to the next if it has closed. Without this an annotator could be told the queue is
     empty while an item still needs them."""
-    query = next_item_query(project.id, user.id)
-    item_id = session.scalar(_lock(query, session))
-    if item_id is None and may_wait and session.get_bind().dialect.name == "postgresql":
-        item_id = session.scalar(query.with_for_update(of=Item))
+    params = {"pid": project_id, "uid": user_id}
+    if not _is_pg(conn):
+        return conn.scalar(_PICK, params)
+    item_id = conn.scalar(_PICK_SKIP_LOCKED, params)
+    if item_id is None and may_wait:
+        item_id = conn.scalar(_PICK_WAIT, params)
     return item_id
 
 
-def _pick_gold(session: Session, project: Project, user: User) -> int | None:
+def _pick_gold(conn: Connection, project_id: int, user_id: int) -> int | None:
     """A gold item this annotator has not seen, chosen at random so honeypots don't come in order."""
-    base = select(Item.id).where(Item.project_id == project.id, Item.is_gold, _not_mine(user))
-    count = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    mine = exists().where(_TASKS.c.item_id == _ITEMS.c.id, _TASKS.c.annotator_id == user_id)
+    base = select(_ITEMS.c.id).where(_ITEMS.c.project_id == project_id, _ITEMS.c.is_gold, ~mine)
+    count = conn.scalar(select(func.count()).select_from(base.subquery())) or 0
     if count == 0:
         return None
-    return session.scalar(base.order_by(Item.id).offset(_rng.randrange(count)).limit(1))
+    return conn.scalar(base.order_by(_ITEMS.c.id).offset(_rng.randrange(count)).limit(1))
 
 
-def _gold_done(session: Session, project: Project, user: User) -> int:
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(Task)
-            .where(
-                Task.project_id == project.id,
-                Task.annotator_id == user.id,
-                Task.is_gold,
-                Task.state == "submitted",
-            )
-        )
-        or 0
-    )
-
-
-def _live_lease(session: Session, project: Project, user: User) -> Task | None:
-    return session.scalar(
-        select(Task)
-        .where(
-            Task.project_id == project.id,
-            Task.annotator_id == user.id,
-            Task.state == "leased",
-            Task.expires_at > _now(),
-        )
-        .order_by(Task.id)
-        .limit(1)
-    )
-
-
-def _lease_view(session: Session, task: Task) -> Lease:
-    item = session.get(Item, task.item_id)
-    assert item is not None
-    predictions = list(
-        session.scalars(select(Prediction).where(Prediction.item_id == item.id).order_by(Prediction.id))
-    )
-    return Lease(task=task, item=item, predictions=predictions)
+# --------------------------------------------------------------------------- next task
 
 
 class _LookAgain:
@@ -213,8 +375,8 @@ def next_task(db: Database, project_id: int, user: User) -> Lease | None:
     attempt = 0
     while True:
         try:
-            with db.session(immediate=True) as session:
-                lease = _next_task(session, project_id, user)
+            with db.connect(immediate=True) as conn:
+                lease = _next_task(conn, project_id, user)
         except IntegrityError:
             # Two requests of the same annotator raced for the same item: the unique
             # (item, annotator) constraint refused the second. Try again.
@@ -226,49 +388,81 @@ def next_task(db: Database, project_id: int, user: User) -> Lease | None:
             return lease
 
 
-def _next_task(session: Session, project_id: int, user: User) -> Lease | _LookAgain | None:
-    project = session.get(Project, project_id)
-    if project is None:
+def _next_task(conn: Connection, project_id: int, user: User) -> Lease | _LookAgain | None:
+    now = _now()
+    ctx = conn.execute(_NEXT_CONTEXT, {"pid": project_id, "uid": user.id, "now": now}).first()
+    if ctx is None:
         raise NotFound(f"no project {project_id}", field="project_id")
-    member = _member(session, project, user)
-    if member.paused:
-        raise Forbidden(f"you are paused in this project: {member.pause_reason or 'ask a manager'}")
-    live = _live_lease(session, project, user)
-    if live is not None:
-        return _lease_view(session, live)
-    reclaimed = reclaim_expired(session, project)
-    settings = project.settings
+    qualification = ctx.qualification
+    if ctx.member_id is None:
+        if user.role != "admin":
+            raise NotFound(f"no project {project_id}", field="project_id")
+        # admins may label any project; they get a membership on first use
+        qualification = "qualified"
+        conn.execute(
+            _ADD_MEMBER,
+            {"pid": project_id, "uid": user.id, "role": "manager", "qualification": qualification},
+        )
+    elif ctx.paused:
+        raise Forbidden(f"you are paused in this project: {ctx.pause_reason or 'ask a manager'}")
+    if ctx.live_task_id is not None:
+        return _lease_view(conn, ctx.live_task_id)
+    settings: dict[str, Any] = ctx.settings or {}
+    overlap = int(settings.get("overlap", 1))
+    reclaimed = _reclaim_expired(conn, project_id, overlap, now)
     item_id: int | None = None
     is_gold = False
-    if member.qualification != "qualified" and int(settings.get("qualification_size", 0)) > 0:
-        item_id, is_gold = _pick_gold(session, project, user), True
+    if qualification != "qualified" and int(settings.get("qualification_size", 0)) > 0:
+        item_id, is_gold = _pick_gold(conn, project_id, user.id), True
         if item_id is None:
             return None  # nothing left to qualify on: a manager must add gold items
     else:
         if float(settings.get("gold_rate", 0.0)) > _rng.random():
-            item_id, is_gold = _pick_gold(session, project, user), True
+            item_id, is_gold = _pick_gold(conn, project_id, user.id), True
         if item_id is None:
-            item_id, is_gold = _pick_regular(session, project, user, may_wait=not reclaimed), False
+            item_id, is_gold = _pick_regular(conn, project_id, user.id, may_wait=not reclaimed), False
     if item_id is None:
         # Reclaiming locked item rows, so the pick could not wait for busy ones: commit the
         # reclaim and look again.
         return _LOOK_AGAIN if reclaimed else None
-    if not is_gold:
-        shift_slots(session, project, item_id, 1)
-    lease_seconds = int(settings.get("lease_seconds", 600))
-    now = _now()
-    task = Task(
-        project_id=project.id,
-        item_id=item_id,
-        annotator_id=user.id,
-        state="leased",
-        is_gold=is_gold,
-        leased_at=now,
-        expires_at=now + timedelta(seconds=lease_seconds),
+    if is_gold:
+        data, meta = conn.execute(_ITEM_VIEW, {"iid": item_id}).one()
+    else:
+        data, meta = conn.execute(_TAKE_SLOT, {"iid": item_id, "by": 1, "overlap": overlap}).one()
+    expires_at = now + timedelta(seconds=int(settings.get("lease_seconds", 600)))
+    task_id = conn.execute(
+        _INSERT_TASK,
+        {
+            "project_id": project_id,
+            "item_id": item_id,
+            "annotator_id": user.id,
+            "state": "leased",
+            "is_gold": is_gold,
+            "leased_at": now,
+            "expires_at": expires_at,
+        },
+    ).scalar_one()
+    return Lease(
+        task=LeasedTask(task_id, project_id, item_id, "leased", is_gold, now, expires_at),
+        item=LeasedItem(item_id, data, meta),
+        predictions=_shown_predictions(conn, project_id, item_id),
     )
-    session.add(task)
-    session.flush()
-    return _lease_view(session, task)
+
+
+def _shown_predictions(conn: Connection, project_id: int, item_id: int) -> list[ShownPrediction]:
+    rows = conn.execute(_SHOWN_PREDICTIONS, {"pid": project_id, "iid": item_id})
+    return [ShownPrediction(r.value, r.score, r.model_version) for r in rows]
+
+
+def _lease_view(conn: Connection, task_id: int) -> Lease:
+    task = LeasedTask(*conn.execute(_TASK_VIEW, {"tid": task_id}).one())
+    data, meta = conn.execute(_ITEM_VIEW, {"iid": task.item_id}).one()
+    return Lease(
+        task, LeasedItem(task.item_id, data, meta), _shown_predictions(conn, task.project_id, task.item_id)
+    )
+
+
+# --------------------------------------------------------------------------- submit
 
 
 def _own_task(session: Session, task_id: int, user: User) -> Task:
@@ -278,96 +472,122 @@ def _own_task(session: Session, task_id: int, user: User) -> Task:
     return task
 
 
-def validate_annotation(project: Project, item: Item, value: Any) -> None:
+def check_annotation(label_schema: Any, data: Any, meta: dict[str, Any] | None, value: Any) -> None:
+    """Validate an annotation value against the project's schema and the item it labels."""
     try:
-        check_value(
-            load_schema(project.label_schema),
-            value,
-            data=item.data,
-            media=(item.meta or {}).get("media") or {},
-        )
+        check_value(load_schema(label_schema), value, data=data, media=(meta or {}).get("media") or {})
     except AnnotationValueError as exc:
         issue = exc.issues[0]
         raise Invalid(f"value.{issue.path}: {issue.message}", field=f"value.{issue.path}") from None
 
 
+def validate_annotation(project: Project, item: Item, value: Any) -> None:
+    check_annotation(project.label_schema, item.data, item.meta, value)
+
+
+class _Raced(Exception):
+    """The task changed state between this submit's read and its write (a concurrent submit of
+    the same task, or a reclaim of its lease): the whole submit is tried again."""
+
+
 def submit(
     db: Database, task_id: int, user: User, value: Any, *, idempotency_key: str | None = None
-) -> tuple[Annotation, bool]:
+) -> tuple[SubmittedAnnotation, bool]:
     """Store the annotation of a task; returns (annotation, created). A retry with the same
     ``Idempotency-Key`` returns the first annotation and ``created=False``."""
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+    key = idempotency_key
+    if key is not None and not 1 <= len(key) <= 200:
         raise Invalid("Idempotency-Key must have 1-200 characters", field="Idempotency-Key")
-    try:
-        with db.session(immediate=True) as session:
-            return _submit(session, task_id, user, value, idempotency_key)
-    except IntegrityError:
-        # A concurrent retry with the same key won the race; hand back its annotation.
-        if idempotency_key is None:
-            raise
-        with db.session() as session:
-            found = _by_key(session, user, idempotency_key)
+    for _attempt in range(3):
+        try:
+            with db.connect(immediate=True) as conn:
+                return _submit(conn, task_id, user, value, key)
+        except _Raced:
+            continue  # read again: the task is now submitted (replay or conflict) or expired
+        except IntegrityError:
+            # The Idempotency-Key is taken: a concurrent retry won the race, or it was used
+            # for another task.
+            if key is None:
+                raise
+            with db.connect() as conn:
+                found = _by_key(conn, user, key)
             if found is None:
                 raise
+            if found.task_id != task_id:
+                raise Conflict(
+                    "this Idempotency-Key was used for another task", field="Idempotency-Key"
+                ) from None
             return found, False
+    raise Conflict("the task kept changing while it was submitted; try again")
 
 
-def _by_key(session: Session, user: User, key: str) -> Annotation | None:
-    return session.scalar(
-        select(Annotation).where(Annotation.annotator_id == user.id, Annotation.idempotency_key == key)
-    )
+def _by_key(conn: Connection, user: User, key: str) -> SubmittedAnnotation | None:
+    row = conn.execute(_BY_KEY, {"uid": user.id, "key": key}).first()
+    return row
 
 
 def _submit(
-    session: Session, task_id: int, user: User, value: Any, key: str | None
-) -> tuple[Annotation, bool]:
-    if key is not None:
-        replay = _by_key(session, user, key)
+    conn: Connection, task_id: int, user: User, value: Any, key: str | None
+) -> tuple[SubmittedAnnotation, bool]:
+    row = conn.execute(_SUBMIT_CONTEXT, {"tid": task_id}).first()
+    if row is None or row.annotator_id != user.id:
+        raise NotFound(f"no task {task_id}", field="task_id")  # other people's tasks are invisible
+    if key is not None and row.state == "submitted":
+        replay = _by_key(conn, user, key)
         if replay is not None:
             if replay.task_id != task_id:
                 raise Conflict("this Idempotency-Key was used for another task", field="Idempotency-Key")
             return replay, False
-    task = _own_task(session, task_id, user)
-    project = session.get(Project, task.project_id)
-    # A reclaimed lease re-takes a slot below: lock the item row so two late submits on
-    # PostgreSQL cannot both see the same free slot (SQLite's write lock already serialises).
-    item = session.get(Item, task.item_id, with_for_update=task.state == "expired")
-    assert project is not None and item is not None
-    if task.state == "submitted":
+    if row.state == "submitted":
         raise Conflict("task already submitted; change the annotation with PATCH /annotations/{id}")
-    if task.state == "skipped":
+    if row.state == "skipped":
         raise Conflict("task was skipped")
-    validate_annotation(project, item, value)
+    check_annotation(row.label_schema, row.data, row.meta, value)
+    settings: dict[str, Any] = row.settings or {}
     now = _now()
-    if task.state == "expired" and not task.is_gold:
+    if conn.execute(_FINISH_TASK, {"tid": task_id, "was": row.state, "now": now}).rowcount != 1:
+        raise _Raced
+    if row.state == "expired" and not row.is_gold:
         # The lease was reclaimed and its slot went back to the pool (a lease past its time
-        # but not yet reclaimed still holds its slot): take one again only if the item needs it.
-        needed = item.needed or _overlap(project)
-        if item.assigned >= needed:
+        # but not yet reclaimed still holds its slot): take one again only if the item needs
+        # it. The item row is locked for it on PostgreSQL so two late submits cannot both see
+        # the same free slot (SQLite's write lock already serialises them).
+        overlap = int(settings.get("overlap", 1))
+        slots = _SLOTS_FOR_LATE_SUBMIT.with_for_update() if _is_pg(conn) else _SLOTS_FOR_LATE_SUBMIT
+        needed, assigned = conn.execute(slots, {"iid": row.item_id}).one()
+        if assigned >= (needed or overlap):
             raise Conflict("lease expired and the item already has the labels it needs")
-        shift_slots(session, project, item.id, 1)
-    review_rate = float(project.settings.get("review_rate", 0.0))
-    annotation = Annotation(
-        project_id=project.id,
-        item_id=item.id,
-        annotator_id=user.id,
-        task_id=task.id,
-        value=value,
-        lead_seconds=max(0.0, (now - task.leased_at).total_seconds()),
-        idempotency_key=key,
-        status="pending_review" if review_rate > 0 and _rng.random() < review_rate else "submitted",
-    )
-    session.add(annotation)
-    task.state, task.finished_at = "submitted", now
-    session.execute(update(Item).where(Item.id == item.id).values(annotation_count=Item.annotation_count + 1))
-    session.flush()
-    if task.is_gold:
-        _check_gold(session, project, user)
-    else:
-        _adapt_overlap(session, project, item)
-    session.flush()
-    enqueue(session, "consensus", project.id)
-    return annotation, True
+        conn.execute(_SHIFT_SLOTS, {"iid": row.item_id, "by": 1, "overlap": overlap})
+    review_rate = float(settings.get("review_rate", 0.0))
+    created = conn.execute(
+        _INSERT_ANNOTATION,
+        {
+            "project_id": row.project_id,
+            "item_id": row.item_id,
+            "annotator_id": user.id,
+            "task_id": task_id,
+            "value": value,
+            "lead_seconds": max(0.0, (now - row.leased_at).total_seconds()),
+            "idempotency_key": key,
+            "status": "pending_review" if review_rate > 0 and _rng.random() < review_rate else "submitted",
+        },
+    ).one()
+    conn.execute(_COUNT_ANNOTATION, {"iid": row.item_id})
+    max_overlap = int(settings.get("max_overlap") or settings.get("overlap", 1))
+    if row.is_gold or max_overlap > int(settings.get("overlap", 1)):
+        # The rare branches (gold scoring, adaptive overlap) use the ORM, in this transaction.
+        with Session(bind=conn) as session:
+            project = session.get(Project, row.project_id)
+            assert project is not None
+            if row.is_gold:
+                _check_gold(session, project, user)
+            else:
+                item = session.get(Item, row.item_id)
+                assert item is not None
+                _adapt_overlap(session, project, item)
+            session.flush()
+    enqueue(conn, "consensus", row.project_id)
+    return created, True
 
 
 def _check_gold(session: Session, project: Project, user: User) -> None:

@@ -10,14 +10,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: SQLite's busy timeout, in milliseconds, for every connection.
+BUSY_TIMEOUT_MS = 30000
 
 
 def normalise_url(url: str) -> str:
@@ -34,7 +38,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.close()
 
 
@@ -88,6 +92,14 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
+#: Set by :meth:`Database.nowait`: write transactions started in this context must not wait.
+_NOWAIT: ContextVar[bool] = ContextVar("labelmill_nowait", default=False)
+
+
+class WriterBusy(Exception):
+    """A write transaction asked not to wait (:meth:`Database.nowait`) found the write lock taken."""
+
+
 class Database:
     """An engine plus its session factory; what services receive instead of globals."""
 
@@ -97,6 +109,7 @@ class Database:
         if run_migrations:
             migrate(self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self._immediate = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         self._writer = threading.Lock()
 
     @property
@@ -114,13 +127,10 @@ class Database:
         annotators costs far more than the work. A caller that may open another writer
         transaction while its own is open (a request's session) passes ``queue_writers=False``.
         """
-        queued = immediate and queue_writers and self.dialect == "sqlite"
-        if queued and not self._writer.acquire(timeout=60):
-            queued = False  # fall back on SQLite's busy timeout rather than fail here
+        queued = self._queue_writer(immediate and queue_writers)
         try:
             if immediate and self.dialect == "sqlite":
-                bind = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-                session = Session(bind=bind, expire_on_commit=False)
+                session = Session(bind=self._immediate, expire_on_commit=False)
             else:
                 session = self.sessionmaker()
             try:
@@ -131,6 +141,58 @@ class Database:
         finally:
             if queued:
                 self._writer.release()
+
+    @contextmanager
+    def connect(self, *, immediate: bool = False) -> Iterator[Connection]:
+        """A Core connection in a transaction that commits on success and rolls back on any
+        error: the queue's hot path, which needs no ORM unit of work. ``immediate`` as for
+        :meth:`session` (writers queue on the in-process lock). Inside :meth:`nowait`, a
+        writer that would have to wait raises :class:`WriterBusy` before doing anything."""
+        nowait = immediate and _NOWAIT.get() and self.dialect == "sqlite"
+        queued = self._queue_writer(immediate)
+        try:
+            conn = (self._immediate if immediate and self.dialect == "sqlite" else self.engine).connect()
+            try:
+                if nowait:  # fail at BEGIN IMMEDIATE instead of waiting for another process
+                    conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+                try:
+                    transaction = conn.begin()
+                except OperationalError as exc:
+                    if nowait and "locked" in str(exc):
+                        raise WriterBusy from None
+                    raise
+                with transaction:
+                    yield conn
+            finally:
+                if nowait:
+                    conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # type: ignore[union-attr]
+                conn.close()
+        finally:
+            if queued:
+                self._writer.release()
+
+    def _queue_writer(self, immediate: bool) -> bool:
+        """Take the in-process writer lock for a SQLite write transaction; True if taken."""
+        if not (immediate and self.dialect == "sqlite"):
+            return False
+        if _NOWAIT.get():
+            if not self._writer.acquire(blocking=False):
+                raise WriterBusy
+            return True
+        return self._writer.acquire(timeout=60)  # on timeout, fall back on SQLite's busy timeout
+
+    @contextmanager
+    def nowait(self) -> Iterator[None]:
+        """Within this block, a SQLite write transaction that cannot start at once raises
+        :class:`WriterBusy` instead of waiting. The API runs the annotator loop's short
+        transactions on its event loop this way, and hands them to a thread only when busy:
+        a thread per request would make each transaction wait on the GIL at every statement
+        while holding SQLite's single write lock."""
+        token = _NOWAIT.set(True)
+        try:
+            yield
+        finally:
+            _NOWAIT.reset(token)
 
     def dispose(self) -> None:
         self.engine.dispose()
