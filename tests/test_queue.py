@@ -245,6 +245,31 @@ def test_adaptive_overlap_stops_when_confident(client: Any, db: Any, admin_token
     assert labelled == 2  # 0.70 < 0.8, then 0.84 >= 0.8
 
 
+def test_next_task_shows_the_items_predictions_in_order(client: Any, db: Any, admin_token: str) -> None:
+    pid = project(client, admin_token, 0)
+    preds = [
+        {"value": {"label": "neg"}, "score": 0.25, "model_version": "m1"},
+        {"value": {"label": "pos"}, "score": None, "model_version": "m2"},
+    ]
+    lines = [
+        {"data": {"text": "with"}, "external_id": "w", "predictions": preds},
+        {"data": {"text": "without"}, "external_id": "wo"},
+    ]
+    body = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    r = client.post(
+        f"/api/v1/projects/{pid}/imports",
+        files={"files": ("p.jsonl", io.BytesIO(body))},
+        headers=auth(admin_token),
+    )
+    assert r.status_code == 201, r.text
+    (token,) = annotators(client, db, admin_token, pid, 1)
+    shown = {}
+    while (task := next_task(client, token, pid)) is not None:
+        shown[task["item"]["data"]["text"]] = task["predictions"]
+        assert submit(client, token, task["id"]).status_code == 201
+    assert shown == {"with": preds, "without": []}
+
+
 def test_edit_until_reviewed(client: Any, db: Any, admin_token: str) -> None:
     pid = project(client, admin_token, 1)
     a, b = annotators(client, db, admin_token, pid, 2)

@@ -64,7 +64,7 @@ async def current_user(request: Request, db: Annotated[Database, Depends(get_db)
     if found is None:
         raise Unauthorized("authentication required: send 'Authorization: Token <token>'")
     secret, kind = found
-    with db.connect() as conn:
+    with db.read() as conn:
         return user_service.authenticate_token(conn, secret, kind=None if kind == "api" else "session")
 
 

@@ -26,10 +26,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Unpack, cast
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
+    Float,
     Integer,
     Row,
     Select,
@@ -38,12 +39,16 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     func,
     insert,
+    literal,
     select,
     text,
+    true,
     update,
 )
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,7 +118,7 @@ class Lease:
 
 #: A stored annotation as the annotator sees it: a row with the columns of ``_ANNOTATION_VIEW``
 #: (id, task_id, item_id, value, status, lead_seconds, created_at, updated_at).
-SubmittedAnnotation = Row[Unpack[tuple[Any, ...]]]
+SubmittedAnnotation = Row[*tuple[Any, ...]]
 
 
 def _now() -> datetime:
@@ -156,14 +161,11 @@ _OVERLAP = bindparam("overlap", type_=Integer())
 #: The open-slot rule, in one statement: take (``by=1``) or give back (``by=-1``) one of the
 #: item's slots, keeping ``is_open`` true to ``assigned < labels needed`` (the item's own
 #: ``needed``, raised by adaptive overlap, else the project's ``overlap``).
-_SHIFT_SLOTS = (
-    update(_ITEMS)
-    .where(_ITEMS.c.id == _IID)
-    .values(
-        assigned=_ITEMS.c.assigned + _BY,
-        is_open=_ITEMS.c.assigned + _BY < func.coalesce(_ITEMS.c.needed, _OVERLAP),
-    )
-)
+_SLOT_VALUES = {
+    "assigned": _ITEMS.c.assigned + _BY,
+    "is_open": _ITEMS.c.assigned + _BY < func.coalesce(_ITEMS.c.needed, _OVERLAP),
+}
+_SHIFT_SLOTS = update(_ITEMS).where(_ITEMS.c.id == _IID).values(_SLOT_VALUES)
 _TAKE_SLOT = _SHIFT_SLOTS.returning(_ITEMS.c.data, _ITEMS.c.meta)
 
 #: The partial index's own predicate, written as the index writes it: SQLite uses a partial
@@ -205,6 +207,9 @@ _NEXT_CONTEXT = (
         _MEMBERS.c.pause_reason,
         _MEMBERS.c.qualification,
         _LIVE_LEASE.label("live_task_id"),
+        exists()
+        .where(_TASKS.c.project_id == _PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= _NOW)
+        .label("has_expired"),
     )
     .select_from(
         _PROJECTS.outerjoin(
@@ -298,6 +303,85 @@ _BY_KEY = select(*_ANNOTATION_VIEW).where(
 )
 
 
+# PostgreSQL answers each statement over the network, so there the common paths are one
+# statement each (data-modifying CTEs): pick + take the slot + insert the task + read the
+# predictions; and finish the task + count + insert the annotation. SQLite, in process,
+# runs the same steps as the separate statements above.
+
+
+def _pg_lease_statement(pick: Select[Any]) -> Select[Any]:
+    taken = (
+        update(_ITEMS)
+        .where(_ITEMS.c.id == pick.scalar_subquery().correlate(None))
+        .values(_SLOT_VALUES)
+        .returning(_ITEMS.c.id, _ITEMS.c.data, _ITEMS.c.meta)
+        .cte("taken")
+    )
+    columns = ["project_id", "item_id", "annotator_id", "state", "is_gold", "leased_at", "expires_at"]
+    row = select(_PID, taken.c.id, _UID, literal("leased"), false(), _NOW, _EXPIRES_AT).select_from(taken)
+    leased = insert(_TASKS).from_select(columns, row).returning(_TASKS.c.id).cte("leased")
+    shown = func.json_build_object(
+        "value",
+        _PREDICTIONS.c.value,
+        "score",
+        _PREDICTIONS.c.score,
+        "model_version",
+        _PREDICTIONS.c.model_version,
+    )
+    predictions = (
+        select(func.json_agg(aggregate_order_by(shown, _PREDICTIONS.c.id), type_=JSONB))
+        .where(_PREDICTIONS.c.project_id == _PID, _PREDICTIONS.c.item_id == taken.c.id)
+        .scalar_subquery()
+    )
+    return select(
+        leased.c.id.label("task_id"),
+        taken.c.id.label("item_id"),
+        taken.c.data,
+        taken.c.meta,
+        predictions.label("predictions"),
+    ).join_from(taken, leased, true())
+
+
+_EXPIRES_AT = bindparam("lease_until", type_=UTCDateTime())
+_PG_LEASE_SKIP_LOCKED = _pg_lease_statement(_PICK_SKIP_LOCKED)
+_PG_LEASE_WAIT = _pg_lease_statement(_PICK_WAIT)
+
+
+def _pg_submit_statement() -> Select[Any]:
+    finished = _FINISH_TASK.returning(_TASKS.c.id, _TASKS.c.item_id).cte("finished")
+    counted = (
+        update(_ITEMS)
+        .where(_ITEMS.c.id == select(finished.c.item_id).scalar_subquery())
+        .values(annotation_count=_ITEMS.c.annotation_count + 1)
+        .cte("counted")
+    )
+    columns = [
+        "project_id",
+        "item_id",
+        "annotator_id",
+        "task_id",
+        "value",
+        "lead_seconds",
+        "idempotency_key",
+        "status",
+    ]
+    row = select(
+        _PID,
+        finished.c.item_id,
+        _UID,
+        finished.c.id,
+        bindparam("a_value", type_=_ANNOTATIONS.c.value.type),
+        bindparam("a_lead_seconds", type_=Float()),
+        bindparam("a_idempotency_key", type_=String()),
+        bindparam("a_status", type_=String()),
+    ).select_from(finished)
+    created = insert(_ANNOTATIONS).from_select(columns, row).returning(*_ANNOTATION_VIEW).cte("created")
+    return select(created).add_cte(counted)
+
+
+_PG_SUBMIT = _pg_submit_statement()
+
+
 def _is_pg(conn: Connection | Session) -> bool:
     return (
         conn.get_bind().dialect.name == "postgresql"
@@ -334,20 +418,42 @@ def next_item_query(project_id: int, user_id: int) -> Select[Any]:
     return _PICK.params(pid=project_id, uid=user_id)
 
 
-def _pick_regular(conn: Connection, project_id: int, user_id: int, *, may_wait: bool) -> int | None:
-    """Lock and return the next open item. On PostgreSQL, SKIP LOCKED passes over items other
-    annotators are taking this instant; when it finds nothing, those items may still have a free
-    slot after their holders commit, so (when this transaction holds no other item lock, and so
-    cannot deadlock) wait for them: PostgreSQL re-checks each one once its lock is released and
-    moves on to the next if it has closed. Without this an annotator could be told the queue is
-    empty while an item still needs them."""
-    params = {"pid": project_id, "uid": user_id}
-    if not _is_pg(conn):
-        return conn.scalar(_PICK, params)
-    item_id = conn.scalar(_PICK_SKIP_LOCKED, params)
-    if item_id is None and may_wait:
-        item_id = conn.scalar(_PICK_WAIT, params)
-    return item_id
+def _pg_lease_regular(
+    conn: Connection,
+    project_id: int,
+    user_id: int,
+    overlap: int,
+    now: datetime,
+    expires_at: datetime,
+    *,
+    may_wait: bool,
+) -> Lease | None:
+    """PostgreSQL: lock, take and lease the next open item in one statement. SKIP LOCKED passes
+    over items other annotators are taking this instant; when it finds nothing, those items may
+    still have a free slot after their holders commit, so (when this transaction holds no other
+    item lock, and so cannot deadlock) wait for them: PostgreSQL re-checks each one once its lock
+    is released and moves on to the next if it has closed. Without this an annotator could be
+    told the queue is empty while an item still needs them."""
+    params = {
+        "pid": project_id,
+        "uid": user_id,
+        "overlap": overlap,
+        "by": 1,
+        "now": now,
+        "lease_until": expires_at,
+    }
+    row = conn.execute(_PG_LEASE_SKIP_LOCKED, params).first()
+    if row is None and may_wait:
+        row = conn.execute(_PG_LEASE_WAIT, params).first()
+    if row is None:
+        return None
+    return Lease(
+        task=LeasedTask(row.task_id, project_id, row.item_id, "leased", False, now, expires_at),
+        item=LeasedItem(row.item_id, row.data, row.meta),
+        predictions=[
+            ShownPrediction(p["value"], p["score"], p["model_version"]) for p in row.predictions or []
+        ],
+    )
 
 
 def _pick_gold(conn: Connection, project_id: int, user_id: int) -> int | None:
@@ -409,7 +515,8 @@ def _next_task(conn: Connection, project_id: int, user: User) -> Lease | _LookAg
         return _lease_view(conn, ctx.live_task_id)
     settings: dict[str, Any] = ctx.settings or {}
     overlap = int(settings.get("overlap", 1))
-    reclaimed = _reclaim_expired(conn, project_id, overlap, now)
+    reclaimed = _reclaim_expired(conn, project_id, overlap, now) if ctx.has_expired else 0
+    expires_at = now + timedelta(seconds=int(settings.get("lease_seconds", 600)))
     item_id: int | None = None
     is_gold = False
     if qualification != "qualified" and int(settings.get("qualification_size", 0)) > 0:
@@ -419,17 +526,21 @@ def _next_task(conn: Connection, project_id: int, user: User) -> Lease | _LookAg
     else:
         if float(settings.get("gold_rate", 0.0)) > _rng.random():
             item_id, is_gold = _pick_gold(conn, project_id, user.id), True
+        if item_id is None and _is_pg(conn):
+            lease = _pg_lease_regular(
+                conn, project_id, user.id, overlap, now, expires_at, may_wait=not reclaimed
+            )
+            # Reclaiming locked item rows, so the pick could not wait for busy ones: commit
+            # the reclaim and look again.
+            return lease or (_LOOK_AGAIN if reclaimed else None)
         if item_id is None:
-            item_id, is_gold = _pick_regular(conn, project_id, user.id, may_wait=not reclaimed), False
+            item_id, is_gold = conn.scalar(_PICK, {"pid": project_id, "uid": user.id}), False
     if item_id is None:
-        # Reclaiming locked item rows, so the pick could not wait for busy ones: commit the
-        # reclaim and look again.
-        return _LOOK_AGAIN if reclaimed else None
+        return None
     if is_gold:
         data, meta = conn.execute(_ITEM_VIEW, {"iid": item_id}).one()
     else:
         data, meta = conn.execute(_TAKE_SLOT, {"iid": item_id, "by": 1, "overlap": overlap}).one()
-    expires_at = now + timedelta(seconds=int(settings.get("lease_seconds", 600)))
     task_id = conn.execute(
         _INSERT_TASK,
         {
@@ -545,34 +656,40 @@ def _submit(
     check_annotation(row.label_schema, row.data, row.meta, value)
     settings: dict[str, Any] = row.settings or {}
     now = _now()
-    if conn.execute(_FINISH_TASK, {"tid": task_id, "was": row.state, "now": now}).rowcount != 1:
-        raise _Raced
-    if row.state == "expired" and not row.is_gold:
-        # The lease was reclaimed and its slot went back to the pool (a lease past its time
-        # but not yet reclaimed still holds its slot): take one again only if the item needs
-        # it. The item row is locked for it on PostgreSQL so two late submits cannot both see
-        # the same free slot (SQLite's write lock already serialises them).
-        overlap = int(settings.get("overlap", 1))
-        slots = _SLOTS_FOR_LATE_SUBMIT.with_for_update() if _is_pg(conn) else _SLOTS_FOR_LATE_SUBMIT
-        needed, assigned = conn.execute(slots, {"iid": row.item_id}).one()
-        if assigned >= (needed or overlap):
-            raise Conflict("lease expired and the item already has the labels it needs")
-        conn.execute(_SHIFT_SLOTS, {"iid": row.item_id, "by": 1, "overlap": overlap})
     review_rate = float(settings.get("review_rate", 0.0))
-    created = conn.execute(
-        _INSERT_ANNOTATION,
-        {
-            "project_id": row.project_id,
-            "item_id": row.item_id,
-            "annotator_id": user.id,
-            "task_id": task_id,
-            "value": value,
-            "lead_seconds": max(0.0, (now - row.leased_at).total_seconds()),
-            "idempotency_key": key,
-            "status": "pending_review" if review_rate > 0 and _rng.random() < review_rate else "submitted",
-        },
-    ).one()
-    conn.execute(_COUNT_ANNOTATION, {"iid": row.item_id})
+    # Bind names must not be column names of a table an UPDATE here writes: SQLAlchemy would
+    # take them as extra SET values.
+    finish = {"tid": task_id, "was": row.state, "now": now}
+    annotation = {
+        "value": value,
+        "lead_seconds": max(0.0, (now - row.leased_at).total_seconds()),
+        "idempotency_key": key,
+        "status": "pending_review" if review_rate > 0 and _rng.random() < review_rate else "submitted",
+    }
+    late = row.state == "expired" and not row.is_gold
+    if _is_pg(conn) and not late:
+        submitted = {f"a_{k}": v for k, v in annotation.items()}
+        ids = {"pid": row.project_id, "uid": user.id}
+        created = conn.execute(_PG_SUBMIT, {**finish, **submitted, **ids}).first()
+        if created is None:
+            raise _Raced
+    else:
+        if conn.execute(_FINISH_TASK, finish).rowcount != 1:
+            raise _Raced
+        if late:
+            # The lease was reclaimed and its slot went back to the pool (a lease past its
+            # time but not yet reclaimed still holds its slot): take one again only if the
+            # item needs it. The item row is locked for it on PostgreSQL so two late submits
+            # cannot both see the same free slot (SQLite's write lock already serialises them).
+            overlap = int(settings.get("overlap", 1))
+            slots = _SLOTS_FOR_LATE_SUBMIT.with_for_update() if _is_pg(conn) else _SLOTS_FOR_LATE_SUBMIT
+            needed, assigned = conn.execute(slots, {"iid": row.item_id}).one()
+            if assigned >= (needed or overlap):
+                raise Conflict("lease expired and the item already has the labels it needs")
+            conn.execute(_SHIFT_SLOTS, {"iid": row.item_id, "by": 1, "overlap": overlap})
+        ids = {"project_id": row.project_id, "item_id": row.item_id, "annotator_id": user.id}
+        created = conn.execute(_INSERT_ANNOTATION, {**ids, **annotation, "task_id": task_id}).one()
+        conn.execute(_COUNT_ANNOTATION, {"iid": row.item_id})
     max_overlap = int(settings.get("max_overlap") or settings.get("overlap", 1))
     if row.is_gold or max_overlap > int(settings.get("overlap", 1)):
         # The rare branches (gold scoring, adaptive overlap) use the ORM, in this transaction.

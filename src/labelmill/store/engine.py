@@ -61,7 +61,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _disable_pysqlite_begin)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_size=30, max_overflow=30, pool_pre_ping=True, **kwargs)
+    # No pool_pre_ping: it costs a round trip on every checkout, more than the queries of a
+    # typical request. After a server restart the first request on a stale connection fails
+    # once, and SQLAlchemy then discards every pooled connection older than the failure.
+    return create_engine(url, pool_size=30, max_overflow=30, **kwargs)
 
 
 def _disable_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
@@ -110,6 +113,11 @@ class Database:
             migrate(self.engine)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         self._immediate = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        self._autocommit = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else self.engine
+        )
         self._writer = threading.Lock()
 
     @property
@@ -170,6 +178,13 @@ class Database:
         finally:
             if queued:
                 self._writer.release()
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for a single read statement (token checks): on PostgreSQL it runs in
+        autocommit, without the BEGIN and COMMIT round trips of a transaction."""
+        with self._autocommit.connect() as conn:
+            yield conn
 
     def _queue_writer(self, immediate: bool) -> bool:
         """Take the in-process writer lock for a SQLite write transaction; True if taken."""
