@@ -47,7 +47,7 @@ from labelmill.services.ingest import import_records
 from labelmill.services.projects import add_member, create_project
 from labelmill.services.users import create_token, create_user
 from labelmill.store.engine import Database
-from labelmill.store.models import Project, User
+from labelmill.store.models import Item, Project, User
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PG_DB = "labelmill_qbench"
@@ -428,28 +428,15 @@ def violations(db: Database, project_id: int, submits_ok: int, unknown: int) -> 
 
 
 def pick_query(db: Database, project_id: int, user_id: int) -> tuple[str, Any]:
-    """The exact SQL and parameters labelmill's next-task sends to pick an item (captured, rolled back)."""
-    from sqlalchemy import event
-
-    captured: list[tuple[str, Any]] = []
-
-    def grab(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if "ORDER BY items.priority DESC" in statement:
-            captured.append((statement, params))
-
-    event.listen(db.engine, "before_cursor_execute", grab)
-    try:
-        with db.engine.connect() as conn:
-            from sqlalchemy.orm import Session
-
-            with Session(bind=conn) as s:
-                project, user = s.get(Project, project_id), s.get(User, user_id)
-                assert project is not None and user is not None
-                queue._pick_regular(s, project, user)
-                s.rollback()
-    finally:
-        event.remove(db.engine, "before_cursor_execute", grab)
-    return captured[0]
+    """The SQL and parameters of labelmill's next-task pick (on PostgreSQL, the locking subquery
+    of its one-statement lease)."""
+    stmt = queue.next_item_query(project_id, user_id)
+    if db.dialect == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=Item)
+    compiled = stmt.compile(db.engine)
+    if compiled.positiontup is not None:
+        return str(compiled), tuple(compiled.params[k] for k in compiled.positiontup)
+    return str(compiled), compiled.params
 
 
 def plan_and_time(db: Database, project_id: int, user_id: int) -> tuple[list[str], float]:

@@ -382,12 +382,8 @@ def _pg_submit_statement() -> Select[Any]:
 _PG_SUBMIT = _pg_submit_statement()
 
 
-def _is_pg(conn: Connection | Session) -> bool:
-    return (
-        conn.get_bind().dialect.name == "postgresql"
-        if isinstance(conn, Session)
-        else conn.dialect.name == "postgresql"
-    )
+def _is_pg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
 
 
 # --------------------------------------------------------------------------- slots
