@@ -270,6 +270,36 @@ def test_next_task_shows_the_items_predictions_in_order(client: Any, db: Any, ad
     assert shown == {"with": preds, "without": []}
 
 
+def test_submits_queue_one_consensus_refresh_at_a_time(client: Any, db: Any, admin_token: str) -> None:
+    """Each submit makes sure a consensus refresh is queued, once: while one waits, further
+    submits join it; once a worker has taken it, the next submit queues a new one."""
+    from labelmill.services.jobs import claim_job
+    from labelmill.store.models import Job
+
+    def queued() -> int:
+        with db.session() as s:
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Job)
+                    .where(Job.project_id == pid, Job.kind == "consensus", Job.status == "queued")
+                )
+                or 0
+            )
+
+    pid = project(client, admin_token, 4)
+    (token,) = annotators(client, db, admin_token, pid, 1)
+    assert queued() == 0
+    for expected in (1, 1):
+        task = next_task(client, token, pid)
+        assert submit(client, token, task["id"]).status_code == 201
+        assert queued() == expected
+    assert claim_job(db, ("consensus",), pid) is not None and queued() == 0
+    task = next_task(client, token, pid)
+    assert submit(client, token, task["id"]).status_code == 201
+    assert queued() == 1
+
+
 def test_edit_until_reviewed(client: Any, db: Any, admin_token: str) -> None:
     pid = project(client, admin_token, 1)
     a, b = annotators(client, db, admin_token, pid, 2)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Integer, Select, String, Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from labelmill.services.errors import Invalid, NotFound
@@ -134,15 +134,19 @@ def enqueue(
 
 
 _JOBS = cast(Table, Job.__table__)
-_QUEUED_JOB = (
-    select(_JOBS.c.id)
-    .where(
-        _JOBS.c.kind == bindparam("kind"),
-        _JOBS.c.project_id == bindparam("project_id"),
-        _JOBS.c.status == "queued",
+
+
+def queued_job(kind: Any, project_id: Any) -> Select[int]:
+    """The id of a queued job of ``kind`` for ``project_id`` (values, bind parameters or a
+    correlated column), from the partial index of queued jobs."""
+    return (
+        select(_JOBS.c.id)
+        .where(_JOBS.c.project_id == project_id, _JOBS.c.kind == kind, _JOBS.c.status == "queued")
+        .limit(1)
     )
-    .limit(1)
-)
+
+
+_QUEUED_JOB = queued_job(bindparam("kind", type_=String()), bindparam("project_id", type_=Integer()))
 
 
 def claim_job(db: Database, kinds: tuple[str, ...], project_id: int | None = None) -> Job | None:

@@ -56,13 +56,14 @@ from labelmill.quality.decision import item_posterior
 from labelmill.quality.gold import gold_score, is_correct
 from labelmill.schema import AnnotationValueError, check_value
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
-from labelmill.services.jobs import enqueue
+from labelmill.services.jobs import enqueue, queued_job
 from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
 from labelmill.store.models import (
     Annotation,
     AnnotatorSkill,
     Item,
+    Job,
     Member,
     Prediction,
     Project,
@@ -149,6 +150,7 @@ _PROJECTS = cast(Table, Project.__table__)
 _MEMBERS = cast(Table, Member.__table__)
 _ANNOTATIONS = cast(Table, Annotation.__table__)
 _PREDICTIONS = cast(Table, Prediction.__table__)
+_JOBS = cast(Table, Job.__table__)
 
 _PID = bindparam("pid", type_=Integer())
 _UID = bindparam("uid", type_=Integer())
@@ -210,6 +212,7 @@ _NEXT_CONTEXT = (
         exists()
         .where(_TASKS.c.project_id == _PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= _NOW)
         .label("has_expired"),
+        exists().where(_PREDICTIONS.c.project_id == _PID).label("has_predictions"),
     )
     .select_from(
         _PROJECTS.outerjoin(
@@ -268,6 +271,7 @@ _SUBMIT_CONTEXT = (
         _ITEMS.c.meta,
         _PROJECTS.c.settings,
         _PROJECTS.c.label_schema,
+        queued_job("consensus", _TASKS.c.project_id).scalar_subquery().label("queued_consensus"),
     )
     .select_from(
         _TASKS.join(_ITEMS, _ITEMS.c.id == _TASKS.c.item_id).join(
@@ -376,7 +380,13 @@ def _pg_submit_statement() -> Select[Any]:
         bindparam("a_status", type_=String()),
     ).select_from(finished)
     created = insert(_ANNOTATIONS).from_select(columns, row).returning(*_ANNOTATION_VIEW).cte("created")
-    return select(created).add_cte(counted)
+    # the consensus refresh is queued in the same statement, unless one is queued already
+    refresh = select(_PID, literal("consensus"), literal("queued"), literal(0)).where(
+        ~exists(queued_job("consensus", _PID)), exists(select(finished.c.id))
+    )
+    job_columns = ["project_id", "kind", "status", "progress_done"]
+    enqueued = insert(_JOBS).from_select(job_columns, refresh).cte("enqueued")
+    return select(created).add_cte(counted).add_cte(enqueued)
 
 
 _PG_SUBMIT = _pg_submit_statement()
@@ -552,7 +562,7 @@ def _next_task(conn: Connection, project_id: int, user: User) -> Lease | _LookAg
     return Lease(
         task=LeasedTask(task_id, project_id, item_id, "leased", is_gold, now, expires_at),
         item=LeasedItem(item_id, data, meta),
-        predictions=_shown_predictions(conn, project_id, item_id),
+        predictions=_shown_predictions(conn, project_id, item_id) if ctx.has_predictions else [],
     )
 
 
@@ -663,7 +673,8 @@ def _submit(
         "status": "pending_review" if review_rate > 0 and _rng.random() < review_rate else "submitted",
     }
     late = row.state == "expired" and not row.is_gold
-    if _is_pg(conn) and not late:
+    merged = _is_pg(conn) and not late
+    if merged:
         submitted = {f"a_{k}": v for k, v in annotation.items()}
         ids = {"pid": row.project_id, "uid": user.id}
         created = conn.execute(_PG_SUBMIT, {**finish, **submitted, **ids}).first()
@@ -699,7 +710,12 @@ def _submit(
                 assert item is not None
                 _adapt_overlap(session, project, item)
             session.flush()
-    enqueue(conn, "consensus", row.project_id)
+    # Queue a consensus refresh unless one is queued (the PostgreSQL statement did it itself).
+    # On SQLite the context read already said; a worker cannot claim that job before this
+    # transaction ends (claiming is a write), so the refresh will see this annotation. On
+    # PostgreSQL look right before committing.
+    if not merged and (row.queued_consensus is None or _is_pg(conn)):
+        enqueue(conn, "consensus", row.project_id)
     return created, True
 
 

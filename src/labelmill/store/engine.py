@@ -73,6 +73,8 @@ def _disable_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "")
+    if mode is None:
+        return  # a single read (Database.read): SQLite runs it as a transaction of its own
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
@@ -116,7 +118,7 @@ class Database:
         self._autocommit = (
             self.engine.execution_options(isolation_level="AUTOCOMMIT")
             if self.dialect == "postgresql"
-            else self.engine
+            else self.engine.execution_options(sqlite_begin=None)
         )
         self._writer = threading.Lock()
 
@@ -181,8 +183,9 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection for a single read statement (token checks): on PostgreSQL it runs in
-        autocommit, without the BEGIN and COMMIT round trips of a transaction."""
+        """A connection for a single read statement (token checks), outside a transaction:
+        the statement is atomic by itself, and BEGIN and COMMIT would cost two more statements
+        (two more round trips on PostgreSQL)."""
         with self._autocommit.connect() as conn:
             yield conn
 

@@ -283,7 +283,18 @@ class Job(Base):
     """Background work with persisted progress (pre-label, train, aggregate, export, report)."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        # Every submit asks whether its project already has a consensus refresh queued (the
+        # debounce); finished jobs pile up, queued ones are a handful, so only those are indexed.
+        Index(
+            "ix_jobs_queued",
+            "project_id",
+            "kind",
+            sqlite_where=text("status = 'queued'"),
+            postgresql_where=text("status = 'queued'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
