@@ -137,6 +137,23 @@ def make_user(db: Any, name: str, *, role: str = "member", password: str | None 
         return user.id, secret
 
 
+def queued_refreshes(db: Any, pid: int) -> int:
+    """Consensus refresh jobs queued for the project."""
+    from sqlalchemy import func, select
+
+    from labelmill.store.models import Job
+
+    with db.session() as s:
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.project_id == pid, Job.kind == "consensus", Job.status == "queued")
+            )
+            or 0
+        )
+
+
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Token {token}"}
 

@@ -10,11 +10,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from labelmill.jobs.worker import run_pending
-from labelmill.store.models import Job
-from tests.conftest import auth
+from tests.conftest import auth, queued_refreshes
 
 SCHEMA = {
     "controls": [
@@ -38,18 +35,6 @@ def _upload(client: Any, token: str, pid: int, lines: list[dict[str, Any]]) -> A
     )
     assert r.status_code == 201, r.text
     return r.json()
-
-
-def _queued(db: Any, pid: int) -> int:
-    with db.session() as s:
-        return int(
-            s.scalar(
-                select(func.count())
-                .select_from(Job)
-                .where(Job.project_id == pid, Job.kind == "consensus", Job.status == "queued")
-            )
-            or 0
-        )
 
 
 def test_annotations_refresh_consensus_skills_and_export(client: Any, db: Any, admin_token: str) -> None:
@@ -87,8 +72,8 @@ def test_annotations_refresh_consensus_skills_and_export(client: Any, db: Any, a
             }
         ],
     )
-    assert _queued(db, pid) == 1  # two arrivals, one queued refresh (debounced)
-    assert run_pending(db) == 1 and _queued(db, pid) == 0
+    assert queued_refreshes(db, pid) == 1  # two arrivals, one queued refresh (debounced)
+    assert run_pending(db) == 1 and queued_refreshes(db, pid) == 0
 
     export = client.get(f"/api/v1/projects/{pid}/export", headers=auth(admin_token)).text
     rows = {r["external_id"]: r for r in map(json.loads, export.splitlines())}
@@ -152,7 +137,7 @@ def test_imported_consensus_is_kept(client: Any, db: Any, admin_token: str) -> N
         "consensus": {"value": {"sentiment": "pos"}, "confidence": 0.7, "method": "expert", "auto": False},
     }
     _upload(client, admin_token, pid, [line])
-    assert _queued(db, pid) == 0  # the file brought its own consensus
+    assert queued_refreshes(db, pid) == 0  # the file brought its own consensus
     row = json.loads(client.get(f"/api/v1/projects/{pid}/export", headers=auth(admin_token)).text)
     assert row["consensus"] == line["consensus"]
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from labelmill.services import queue
 from labelmill.services.users import get_user
 from labelmill.store.models import Annotation, Item, Task
-from tests.conftest import auth, make_user
+from tests.conftest import auth, make_user, queued_refreshes
 
 SCHEMA = {"controls": [{"name": "label", "type": "choices", "source": "text", "classes": ["pos", "neg"]}]}
 GOLD_MARK = "pos"
@@ -274,30 +274,18 @@ def test_submits_queue_one_consensus_refresh_at_a_time(client: Any, db: Any, adm
     """Each submit makes sure a consensus refresh is queued, once: while one waits, further
     submits join it; once a worker has taken it, the next submit queues a new one."""
     from labelmill.services.jobs import claim_job
-    from labelmill.store.models import Job
-
-    def queued() -> int:
-        with db.session() as s:
-            return int(
-                s.scalar(
-                    select(func.count())
-                    .select_from(Job)
-                    .where(Job.project_id == pid, Job.kind == "consensus", Job.status == "queued")
-                )
-                or 0
-            )
 
     pid = project(client, admin_token, 4)
     (token,) = annotators(client, db, admin_token, pid, 1)
-    assert queued() == 0
+    assert queued_refreshes(db, pid) == 0
     for expected in (1, 1):
         task = next_task(client, token, pid)
         assert submit(client, token, task["id"]).status_code == 201
-        assert queued() == expected
-    assert claim_job(db, ("consensus",), pid) is not None and queued() == 0
+        assert queued_refreshes(db, pid) == expected
+    assert claim_job(db, ("consensus",), pid) is not None and queued_refreshes(db, pid) == 0
     task = next_task(client, token, pid)
     assert submit(client, token, task["id"]).status_code == 201
-    assert queued() == 1
+    assert queued_refreshes(db, pid) == 1
 
 
 def test_edit_until_reviewed(client: Any, db: Any, admin_token: str) -> None:
