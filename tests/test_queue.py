@@ -480,13 +480,20 @@ def test_concurrent_http_loop(client: Any, db: Any, admin_token: str) -> None:
 
 
 def test_next_task_query_uses_the_open_items_index(db: Any, client: Any, admin_token: str) -> None:
-    """The pick reads the partial index of open items: no scan of done items, no sort."""
+    """The statement next-task runs (SQLite: pick and take; PostgreSQL: the whole lease) reads
+    the partial index of open items: no scan of done items, no sort."""
+    from datetime import UTC, datetime
+
     pid = project(client, admin_token, 50)
-    stmt = queue.next_item_query(pid, 1)
+    now = datetime.now(UTC)
+    params = {"pid": pid, "uid": 1, "by": 1, "overlap": 1, "now": now, "lease_until": now}
+    stmt = queue._TAKE_NEXT if db.dialect == "sqlite" else queue._PG_LEASE_SKIP_LOCKED
     with db.engine.connect() as conn:
-        compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+        compiled = stmt.compile(conn)
+        bound = compiled.construct_params(params)
+        args = tuple(bound[k] for k in compiled.positiontup) if compiled.positiontup else bound
         prefix = "EXPLAIN QUERY PLAN " if db.dialect == "sqlite" else "EXPLAIN "
-        plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(prefix + str(compiled)))
+        plan = "\n".join(str(row[-1]) for row in conn.exec_driver_sql(prefix + str(compiled), args))
     assert "ix_items_open" in plan, plan
     if db.dialect == "sqlite":
         assert "TEMP B-TREE" not in plan, plan

@@ -168,7 +168,6 @@ _SLOT_VALUES = {
     "is_open": _ITEMS.c.assigned + _BY < func.coalesce(_ITEMS.c.needed, _OVERLAP),
 }
 _SHIFT_SLOTS = update(_ITEMS).where(_ITEMS.c.id == _IID).values(_SLOT_VALUES)
-_TAKE_SLOT = _SHIFT_SLOTS.returning(_ITEMS.c.data, _ITEMS.c.meta)
 
 #: The partial index's own predicate, written as the index writes it: SQLite uses a partial
 #: index only when the query contains its WHERE terms literally, and SQLAlchemy would render
@@ -186,6 +185,19 @@ _PICK = (
 )
 _PICK_SKIP_LOCKED = _PICK.with_for_update(skip_locked=True, of=_ITEMS)
 _PICK_WAIT = _PICK.with_for_update(of=_ITEMS)
+
+
+def _take_next(pick: Select[Any]) -> Any:
+    """Pick the next item and take one of its slots, in one statement."""
+    return (
+        update(_ITEMS)
+        .where(_ITEMS.c.id == pick.scalar_subquery().correlate(None))
+        .values(_SLOT_VALUES)
+        .returning(_ITEMS.c.id, _ITEMS.c.data, _ITEMS.c.meta)
+    )
+
+
+_TAKE_NEXT = _take_next(_PICK)
 
 _LIVE_LEASE = (
     select(_TASKS.c.id)
@@ -314,13 +326,7 @@ _BY_KEY = select(*_ANNOTATION_VIEW).where(
 
 
 def _pg_lease_statement(pick: Select[Any]) -> Select[Any]:
-    taken = (
-        update(_ITEMS)
-        .where(_ITEMS.c.id == pick.scalar_subquery().correlate(None))
-        .values(_SLOT_VALUES)
-        .returning(_ITEMS.c.id, _ITEMS.c.data, _ITEMS.c.meta)
-        .cte("taken")
-    )
+    taken = _take_next(pick).cte("taken")
     columns = ["project_id", "item_id", "annotator_id", "state", "is_gold", "leased_at", "expires_at"]
     row = select(_PID, taken.c.id, _UID, literal("leased"), false(), _NOW, _EXPIRES_AT).select_from(taken)
     leased = insert(_TASKS).from_select(columns, row).returning(_TASKS.c.id).cte("leased")
@@ -539,14 +545,14 @@ def _next_task(conn: Connection, project_id: int, user: User) -> Lease | _LookAg
             # Reclaiming locked item rows, so the pick could not wait for busy ones: commit
             # the reclaim and look again.
             return lease or (_LOOK_AGAIN if reclaimed else None)
-        if item_id is None:
-            item_id, is_gold = conn.scalar(_PICK, {"pid": project_id, "uid": user.id}), False
-    if item_id is None:
-        return None
-    if is_gold:
+    if item_id is not None:
         data, meta = conn.execute(_ITEM_VIEW, {"iid": item_id}).one()
     else:
-        data, meta = conn.execute(_TAKE_SLOT, {"iid": item_id, "by": 1, "overlap": overlap}).one()
+        params = {"pid": project_id, "uid": user.id, "by": 1, "overlap": overlap}
+        taken = conn.execute(_TAKE_NEXT, params).first()
+        if taken is None:
+            return None
+        (item_id, data, meta), is_gold = taken, False
     task_id = conn.execute(
         _INSERT_TASK,
         {
