@@ -6,7 +6,9 @@ Run: ``python bench/queue.py`` (env ``BENCH_PG_URL`` for the PostgreSQL server, 
 The load generator shares the machine's CPUs with the server, so every rate is also given as a
 ratio to a ceiling measured in the same run by the same client loop: an echo app on the same
 server stack (``bench/support/queue_echo.py``) whose two routes do no database work. A raw-SQL loop of
-the same transactions (no HTTP, no ORM) shows what the database alone can do. The scale section
+the same transactions (no HTTP, no ORM) shows what the database alone can do. K=50 runs
+``BENCH_K50_PAIRS`` times (default 3), each right after its own echo run, and the headline
+figures are the medians of those pairs. The scale section
 runs K=50 on a 1,000,000-item project at 0%, 50% and 99% done and prints the next-task plan.
 Every server is a subprocess on 127.0.0.1, killed at the end; temp files and the PostgreSQL
 database are removed. Ends with one ``RESULT`` line.
@@ -29,6 +31,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -52,6 +55,8 @@ from labelmill.store.models import Item, Project, User
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PG_DB = "labelmill_qbench"
 SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+#: K=50 is measured this many times, each right after its own echo run; figures are medians.
+K50_PAIRS = int(os.environ.get("BENCH_K50_PAIRS", "3"))
 WARMUP = 1.0
 KS = (1, 10, 50, 200)
 RAW_KS = (1, 10, 50)
@@ -484,6 +489,8 @@ class Backend:
     viol: dict[str, dict[str, int]] = field(default_factory=dict)
     plans: dict[float, tuple[list[str], float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: K=50 (echo, labelmill) pairs, run back to back: the headline figures are their medians
+    pairs: list[tuple[LoopResult, LoopResult]] = field(default_factory=list)
 
 
 def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_url: str) -> Backend:
@@ -515,6 +522,12 @@ def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_url: str) -> 
                 out.echo[k] = http_loop(echo_url, 1, tokens[:k])
                 print(f"  {name} echo K={k}: {out.echo[k].rate:.1f}/s", file=sys.stderr, flush=True)
                 loop(server, f"K={k}", small, tokens[:k], SECONDS)
+            out.pairs.append((out.echo[50], out.loops["K=50"]))
+            for n in range(2, K50_PAIRS + 1):
+                echo = http_loop(echo_url, 1, tokens[:50])
+                loop(server, f"K=50 pair {n}", small, tokens[:50], SECONDS)
+                out.pairs.append((echo, out.loops[f"K=50 pair {n}"]))
+                print(f"  {name} echo K=50 pair {n}: {echo.rate:.1f}/s", file=sys.stderr, flush=True)
             loop(server, "K=50 overlap 3", triple, tokens[:50], SECONDS)
         for k in RAW_KS:
             out.raw[k] = raw_loop(db.dialect, raw_dsn, raw_pid, ids[:k], 1)
@@ -638,14 +651,27 @@ def report(backends: list[Backend], total: float) -> None:
 
     nan = float("nan")
     fig: dict[str, dict[str, float]] = {}
+    print(f"\n## K=50, {K50_PAIRS} back-to-back pairs (the headline figures are the medians)\n")
+    print("| backend | pair | echo/s | labelmill/s | ratio | echo p99 ms | labelmill p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for b in backends:
-        r, e, k1 = b.loops.get("K=50"), b.echo.get(50), b.loops.get("K=1")
+        for n, (e, r) in enumerate(b.pairs, 1):
+            print(
+                f"| {b.name} | {n} | {e.rate:.1f} | {r.rate:.1f} | {r.rate / e.rate:.2f} "
+                f"| {pct(e.cycle_ms, 0.99):.0f} | {pct(r.cycle_ms, 0.99):.0f} |"
+            )
+    for b in backends:
+        k1 = b.loops.get("K=1")
+
+        def med(values: list[float]) -> float:
+            return statistics.median(values) if values else nan
+
         fig[b.name] = {
-            "rate": r.rate if r else nan,
-            "ratio": r.rate / e.rate if r and e and e.rate else nan,
-            "p99": pct(r.cycle_ms, 0.99) if r else nan,
-            "echo_rate": e.rate if e else nan,
-            "echo_p99": pct(e.cycle_ms, 0.99) if e else nan,
+            "rate": med([r.rate for _, r in b.pairs]),
+            "ratio": med([r.rate / e.rate for e, r in b.pairs if e.rate]),
+            "p99": med([pct(r.cycle_ms, 0.99) for _, r in b.pairs]),
+            "echo_rate": med([e.rate for e, _ in b.pairs]),
+            "echo_p99": med([pct(e.cycle_ms, 0.99) for e, _ in b.pairs]),
             "k1": pct(k1.cycle_ms, 0.5) if k1 else nan,
             "scale": [b.loops[f"1M {f:.0%} done"].rate for f in SCALE_DONE if f"1M {f:.0%} done" in b.loops],
         }

@@ -70,6 +70,7 @@ from labelmill.store.models import (
     Task,
     User,
     UTCDateTime,
+    labels_needed,
 )
 
 #: Expired leases reclaimed per next-task call (bounded so one call never does unbounded work).
@@ -165,7 +166,7 @@ _OVERLAP = bindparam("overlap", type_=Integer())
 #: ``needed``, raised by adaptive overlap, else the project's ``overlap``).
 _SLOT_VALUES = {
     "assigned": _ITEMS.c.assigned + _BY,
-    "is_open": _ITEMS.c.assigned + _BY < func.coalesce(_ITEMS.c.needed, _OVERLAP),
+    "is_open": _ITEMS.c.assigned + _BY < labels_needed(_OVERLAP),
 }
 _SHIFT_SLOTS = update(_ITEMS).where(_ITEMS.c.id == _IID).values(_SLOT_VALUES)
 

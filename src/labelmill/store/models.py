@@ -161,9 +161,10 @@ class Item(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
 
 
-def labels_needed(overlap: int) -> Any:
+def labels_needed(overlap: Any) -> Any:
     """How many labels an item should get: its own ``needed`` (raised by adaptive overlap) or
-    the project's ``overlap``. An item is open while ``assigned`` is below this."""
+    the project's ``overlap`` (a number or a bind parameter). An item is open while
+    ``assigned`` is below this."""
     return func.coalesce(Item.needed, overlap)
 
 
