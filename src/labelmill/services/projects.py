@@ -84,6 +84,15 @@ def load_schema(raw: Any) -> LabelSchema:
         raise Invalid(f"schema: {exc}", field="schema") from None
 
 
+def load_schema_json(text: str) -> LabelSchema:
+    """:func:`load_schema` for a schema read as its stored JSON text (the queue's submit reads
+    it so): the text is the cache key, so a cached schema costs no JSON decoding at all."""
+    try:
+        return _parse_cached(text)
+    except SchemaError as exc:
+        raise Invalid(f"schema: {exc}", field="schema") from None
+
+
 @functools.lru_cache(maxsize=256)
 def _parse_cached(key: str) -> LabelSchema:
     return parse_schema(json.loads(key))

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    Text,
     and_,
     bindparam,
     exists,
@@ -48,16 +49,17 @@ from sqlalchemy import (
     true,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labelmill.quality.decision import item_posterior
 from labelmill.quality.gold import gold_score, is_correct
-from labelmill.schema import AnnotationValueError, check_value
+from labelmill.schema import AnnotationValueError, LabelSchema, check_value
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
 from labelmill.services.jobs import enqueue, queued_job
-from labelmill.services.projects import load_schema
+from labelmill.services.projects import load_schema, load_schema_json
 from labelmill.store.engine import Database
 from labelmill.store.models import (
     Annotation,
@@ -283,7 +285,7 @@ _SUBMIT_CONTEXT = (
         _ITEMS.c.data,
         _ITEMS.c.meta,
         _PROJECTS.c.settings,
-        _PROJECTS.c.label_schema,
+        sql_cast(_PROJECTS.c.label_schema, Text).label("label_schema"),  # the schema cache's key
         queued_job("consensus", _TASKS.c.project_id).scalar_subquery().label("queued_consensus"),
     )
     .select_from(
@@ -596,17 +598,17 @@ def _own_task(session: Session, task_id: int, user: User) -> Task:
     return task
 
 
-def check_annotation(label_schema: Any, data: Any, meta: dict[str, Any] | None, value: Any) -> None:
+def check_annotation(schema: LabelSchema, data: Any, meta: dict[str, Any] | None, value: Any) -> None:
     """Validate an annotation value against the project's schema and the item it labels."""
     try:
-        check_value(load_schema(label_schema), value, data=data, media=(meta or {}).get("media") or {})
+        check_value(schema, value, data=data, media=(meta or {}).get("media") or {})
     except AnnotationValueError as exc:
         issue = exc.issues[0]
         raise Invalid(f"value.{issue.path}: {issue.message}", field=f"value.{issue.path}") from None
 
 
 def validate_annotation(project: Project, item: Item, value: Any) -> None:
-    check_annotation(project.label_schema, item.data, item.meta, value)
+    check_annotation(load_schema(project.label_schema), item.data, item.meta, value)
 
 
 class _Raced(Exception):
@@ -666,7 +668,7 @@ def _submit(
         raise Conflict("task already submitted; change the annotation with PATCH /annotations/{id}")
     if row.state == "skipped":
         raise Conflict("task was skipped")
-    check_annotation(row.label_schema, row.data, row.meta, value)
+    check_annotation(load_schema_json(row.label_schema), row.data, row.meta, value)
     settings: dict[str, Any] = row.settings or {}
     now = _now()
     review_rate = float(settings.get("review_rate", 0.0))
