@@ -620,8 +620,9 @@ def report(backends: list[Backend], total: float) -> None:
     for b in backends:
         for k, r in b.echo.items():
             print(row(f"echo K={k} (before {b.name})", r, None))
+        paired = {id(r): e for e, r in b.pairs}  # a K=50 pair's own echo run
         for label, r in b.loops.items():
-            print(row(f"{b.name} {label}", r, b.echo.get(r.k)))
+            print(row(f"{b.name} {label}", r, paired.get(id(r), b.echo.get(r.k))))
     print(f"| Label Studio 1.23.2 K=50 (reference, not run here) | {LABEL_STUDIO_K50} | - | - | - | - | - |")
     print("\n## Raw database: the same two transactions by direct SQL (no HTTP, no ORM)\n")
     print("| backend | K | cycles/s | cycle p50 / p99 ms | ran out of items |\n|---|---:|---:|---:|---:|")
