@@ -68,7 +68,7 @@ async def current_user(request: Request, db: Annotated[Database, Depends(get_db)
     if found is None:
         raise Unauthorized("authentication required: send 'Authorization: Token <token>'")
     secret, kind = found
-    with db.read() as conn:
+    with db.autocommit() as conn:
         return user_service.authenticate_token(conn, secret, kind=None if kind == "api" else "session")
 
 

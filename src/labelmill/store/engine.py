@@ -182,10 +182,10 @@ class Database:
                 self._writer.release()
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A connection for a single read statement (token checks), outside a transaction:
-        the statement is atomic by itself, and BEGIN and COMMIT would cost two more statements
-        (two more round trips on PostgreSQL)."""
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection outside any transaction: each statement commits by itself. For single
+        reads (token checks) and for the queue's PostgreSQL paths whose every write is one
+        statement; BEGIN and COMMIT would cost two more round trips."""
         with self._autocommit.connect() as conn:
             yield conn
 
