@@ -199,6 +199,20 @@ class LoopResult:
         return sum(self.errors.values())
 
 
+def run_together(
+    worker: Any, args: list[Any], barrier: threading.Barrier, box: dict[str, float], timeout: float
+) -> None:
+    """One thread per argument, released at once through ``barrier`` with the start time in
+    ``box["start"]``; waits for them all."""
+    threads = [threading.Thread(target=worker, args=(a,), daemon=True) for a in args]
+    for t in threads:
+        t.start()
+    box["start"] = time.perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join(timeout)
+
+
 def http_loop(base_url: str, project_id: int, tokens: list[str], seconds: float = SECONDS) -> LoopResult:
     """K threads (one per token), each with its own client: next, then submit, until the deadline."""
     k = len(tokens)
@@ -275,13 +289,7 @@ def http_loop(base_url: str, project_id: int, tokens: list[str], seconds: float 
             for key, n in errors.items():
                 result.errors[key] = result.errors.get(key, 0) + n
 
-    threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in tokens]
-    for t in threads:
-        t.start()
-    box["start"] = time.perf_counter()
-    barrier.wait()
-    for t in threads:
-        t.join(seconds + WARMUP + 120)
+    run_together(worker, tokens, barrier, box, seconds + WARMUP + 120)
     return result
 
 
@@ -376,13 +384,7 @@ def raw_loop(dialect: str, dsn: str, project_id: int, user_ids: list[int], overl
             result.cycle_ms += cyc
             result.empty += empty
 
-    threads = [threading.Thread(target=worker, args=(u,), daemon=True) for u in user_ids]
-    for t in threads:
-        t.start()
-    box["start"] = time.perf_counter()
-    barrier.wait()
-    for t in threads:
-        t.join(RAW_SECONDS + 60)
+    run_together(worker, user_ids, barrier, box, RAW_SECONDS + 60)
     return result
 
 

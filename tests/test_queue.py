@@ -217,32 +217,28 @@ def test_running_gold_accuracy_pauses(client: Any, db: Any, admin_token: str) ->
     assert r.status_code == 403 and "gold accuracy fell" in r.json()["detail"]
 
 
-def test_adaptive_overlap(client: Any, db: Any, admin_token: str) -> None:
-    pid = project(client, admin_token, 1, overlap=1, max_overlap=3, target_confidence=0.95)
-    tokens = annotators(client, db, admin_token, pid, 4)
+def _agreeing_labels(client: Any, db: Any, admin_token: str, **settings: Any) -> int:
+    """One item, four annotators who all answer "pos" while the queue asks: how many labelled."""
+    pid = project(client, admin_token, 1, overlap=1, **settings)
     labelled = 0
-    for token in tokens:
+    for token in annotators(client, db, admin_token, pid, 4):
         t = next_task(client, token, pid)
         if t is None:
             break
         assert submit(client, token, t["id"], label="pos").status_code == 201
         labelled += 1
+    return labelled
+
+
+def test_adaptive_overlap(client: Any, db: Any, admin_token: str) -> None:
     # agreeing labels at the default skill 0.7: 0.70, 0.84, 0.93 < 0.95, so the item asks
     # for more, but never beyond max_overlap
-    assert labelled == 3
+    assert _agreeing_labels(client, db, admin_token, max_overlap=3, target_confidence=0.95) == 3
 
 
 def test_adaptive_overlap_stops_when_confident(client: Any, db: Any, admin_token: str) -> None:
-    pid = project(client, admin_token, 1, overlap=1, max_overlap=5, target_confidence=0.8)
-    tokens = annotators(client, db, admin_token, pid, 4)
-    labelled = 0
-    for token in tokens:
-        t = next_task(client, token, pid)
-        if t is None:
-            break
-        submit(client, token, t["id"], label="pos")
-        labelled += 1
-    assert labelled == 2  # 0.70 < 0.8, then 0.84 >= 0.8
+    # 0.70 < 0.8, then 0.84 >= 0.8
+    assert _agreeing_labels(client, db, admin_token, max_overlap=5, target_confidence=0.8) == 2
 
 
 def test_next_task_shows_the_items_predictions_in_order(client: Any, db: Any, admin_token: str) -> None:
