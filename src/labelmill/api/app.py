@@ -31,6 +31,7 @@ from labelmill.config import Settings, get_settings
 from labelmill.jobs.worker import BackgroundWorker
 from labelmill.store.engine import Database
 from labelmill.store.media import LocalMediaStore, MediaStore
+from labelmill.store.pg_async import HotPath
 
 API_PREFIX = "/api/v1"
 
@@ -50,9 +51,18 @@ def create_app(
         worker = BackgroundWorker(db) if run_worker else None
         if worker is not None:
             worker.start()
+        # On PostgreSQL the annotator loop's statements run on the event loop, from a pool
+        # opened here, on the loop that serves the requests.
+        hot = HotPath(db.url) if db.dialect == "postgresql" else None
         try:
+            if hot is not None:
+                await hot.open()
+                app.state.hot_path = hot
             yield
         finally:
+            app.state.hot_path = None
+            if hot is not None:
+                await hot.close()
             if worker is not None:
                 worker.close()
 
@@ -66,6 +76,7 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.db = db
+    app.state.hot_path = None
     app.state.media = media or LocalMediaStore(settings.resolved_media_dir())
     app.state.settings = settings
     install_error_handlers(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,7 @@ from labelmill.services.errors import Forbidden, Unauthorized
 from labelmill.store.engine import Database
 from labelmill.store.media import MediaStore
 from labelmill.store.models import User
+from labelmill.store.pg_async import HotPath
 
 SESSION_COOKIE = "labelmill_session"
 CSRF_HEADER = "x-requested-with"
@@ -59,17 +61,42 @@ def _secret_from(request: Request) -> tuple[str, str] | None:
     return None
 
 
-async def current_user(request: Request, db: Annotated[Database, Depends(get_db)]) -> User:
-    """Checks the token in a short read-only transaction of its own, so that endpoints running
-    their own transactions (the queue) never wait on a lock held by the request itself. It runs
-    on the event loop: one indexed read that never waits on a lock (SQLite's WAL readers do not
-    block), cheaper than a hop to a worker thread."""
+@dataclass(frozen=True)
+class Credentials:
+    """The request's token, not checked yet: ``kind`` is the token kind it must have
+    (``session`` for a cookie) or None for any (an ``Authorization`` header)."""
+
+    secret: str
+    kind: str | None
+
+    @property
+    def token_hash(self) -> str:
+        return user_service.hash_token(self.secret)
+
+
+async def credentials(request: Request) -> Credentials:
     found = _secret_from(request)
     if found is None:
         raise Unauthorized("authentication required: send 'Authorization: Token <token>'")
     secret, kind = found
+    return Credentials(secret, None if kind == "api" else "session")
+
+
+async def current_user(
+    db: Annotated[Database, Depends(get_db)], creds: Annotated[Credentials, Depends(credentials)]
+) -> User:
+    """Checks the token in a short read-only transaction of its own, so that endpoints running
+    their own transactions (the queue) never wait on a lock held by the request itself. It runs
+    on the event loop: one indexed read that never waits on a lock (SQLite's WAL readers do not
+    block), cheaper than a hop to a worker thread."""
     with db.autocommit() as conn:
-        return user_service.authenticate_token(conn, secret, kind=None if kind == "api" else "session")
+        return user_service.authenticate_token(conn, creds.secret, kind=creds.kind)
+
+
+async def get_hot_path(request: Request) -> HotPath | None:
+    """The event-loop PostgreSQL pool of the annotator loop (None on SQLite)."""
+    hot: HotPath | None = request.app.state.hot_path
+    return hot
 
 
 async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
@@ -80,6 +107,8 @@ async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 UserDep = Annotated[User, Depends(current_user)]
+CredentialsDep = Annotated[Credentials, Depends(credentials)]
+HotPathDep = Annotated[HotPath | None, Depends(get_hot_path)]
 AdminDep = Annotated[User, Depends(admin_user)]
 DbDep = Annotated[Database, Depends(get_db)]
 MediaDep = Annotated[MediaStore, Depends(get_media)]

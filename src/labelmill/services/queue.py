@@ -166,13 +166,15 @@ _NOW = bindparam("now", type_=UTCDateTime())
 _BY = bindparam("by", type_=Integer())
 _OVERLAP = bindparam("overlap", type_=Integer())
 
+
 #: The open-slot rule, in one statement: take (``by=1``) or give back (``by=-1``) one of the
 #: item's slots, keeping ``is_open`` true to ``assigned < labels needed`` (the item's own
 #: ``needed``, raised by adaptive overlap, else the project's ``overlap``).
-_SLOT_VALUES = {
-    "assigned": _ITEMS.c.assigned + _BY,
-    "is_open": _ITEMS.c.assigned + _BY < labels_needed(_OVERLAP),
-}
+def _slot_values(overlap: Any, by: Any = _BY) -> dict[str, Any]:
+    return {"assigned": _ITEMS.c.assigned + by, "is_open": _ITEMS.c.assigned + by < labels_needed(overlap)}
+
+
+_SLOT_VALUES = _slot_values(_OVERLAP)
 _SHIFT_SLOTS = update(_ITEMS).where(_ITEMS.c.id == _IID).values(_SLOT_VALUES)
 
 #: The partial index's own predicate, written as the index writes it: SQLite uses a partial
@@ -180,42 +182,70 @@ _SHIFT_SLOTS = update(_ITEMS).where(_ITEMS.c.id == _IID).values(_SLOT_VALUES)
 #: ``is_open = 1 AND is_gold = 0``, which SQLite does not match (a full scan and a sort).
 OPEN_ITEMS = text("items.is_open AND NOT items.is_gold")
 
-_NOT_MINE = ~exists().where(_TASKS.c.item_id == _ITEMS.c.id, _TASKS.c.annotator_id == _UID)
 
-#: The next-task pick: open items this annotator has not had, best priority, then oldest.
-_PICK = (
-    select(_ITEMS.c.id)
-    .where(_ITEMS.c.project_id == _PID, OPEN_ITEMS, _NOT_MINE)
-    .order_by(_ITEMS.c.priority.desc(), _ITEMS.c.id)
-    .limit(1)
-)
+#: "This annotator has not had the item": one probe of the unique (item, annotator) index per
+#: candidate, in priority order, stopping at the first free one. ``OFFSET 0`` keeps PostgreSQL
+#: from turning the NOT EXISTS into an anti-join, which, on a tasks table whose statistics are
+#: stale (no ANALYZE since it grew), it plans as a scan of all the annotator's tasks per pick:
+#: a cost that grows with the work done. SQLite probes the index either way.
+def _not_mine(uid: Any) -> Any:
+    return ~exists(
+        select(literal(1))
+        .where(_TASKS.c.item_id == _ITEMS.c.id, _TASKS.c.annotator_id == uid)
+        .offset(literal(0, Integer()))
+    )
+
+
+def _pick(uid: Any, *when: Any) -> Select[Any]:
+    """The next-task pick: open items annotator ``uid`` has not had, best priority, then oldest
+    (``when``: further conditions, which a combined statement uses to pick only if allowed)."""
+    return (
+        select(_ITEMS.c.id)
+        .where(_ITEMS.c.project_id == _PID, OPEN_ITEMS, _not_mine(uid), *when)
+        .order_by(_ITEMS.c.priority.desc(), _ITEMS.c.id)
+        .limit(1)
+    )
+
+
+_PICK = _pick(_UID)
 _PICK_SKIP_LOCKED = _PICK.with_for_update(skip_locked=True, of=_ITEMS)
 _PICK_WAIT = _PICK.with_for_update(of=_ITEMS)
 
 
-def _take_next(pick: Select[Any]) -> Any:
+def _take_next(pick: Select[Any], overlap: Any = _OVERLAP) -> Any:
     """Pick the next item and take one of its slots, in one statement."""
     return (
         update(_ITEMS)
         .where(_ITEMS.c.id == pick.scalar_subquery().correlate(None))
-        .values(_SLOT_VALUES)
+        .values(_slot_values(overlap))
         .returning(_ITEMS.c.id, _ITEMS.c.data, _ITEMS.c.meta)
     )
 
 
 _TAKE_NEXT = _take_next(_PICK)
 
-_LIVE_LEASE = (
-    select(_TASKS.c.id)
-    .where(
-        _TASKS.c.project_id == _PID,
-        _TASKS.c.annotator_id == _UID,
-        _TASKS.c.state == "leased",
-        _TASKS.c.expires_at > _NOW,
+
+def live_lease(uid: Any) -> Any:
+    """The id of annotator ``uid``'s live lease in the project, if any."""
+    return (
+        select(_TASKS.c.id)
+        .where(
+            _TASKS.c.project_id == _PID,
+            _TASKS.c.annotator_id == uid,
+            _TASKS.c.state == "leased",
+            _TASKS.c.expires_at > _NOW,
+        )
+        .order_by(_TASKS.c.id)
+        .limit(1)
+        .scalar_subquery()
     )
-    .order_by(_TASKS.c.id)
-    .limit(1)
-    .scalar_subquery()
+
+
+#: Some lease of the project is past its time (reclaiming it needs a transaction).
+HAS_EXPIRED = (
+    exists()
+    .where(_TASKS.c.project_id == _PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= _NOW)
+    .label("has_expired")
 )
 
 #: Everything next-task needs to know before picking, in one round trip.
@@ -226,10 +256,8 @@ _NEXT_CONTEXT = (
         _MEMBERS.c.paused,
         _MEMBERS.c.pause_reason,
         _MEMBERS.c.qualification,
-        _LIVE_LEASE.label("live_task_id"),
-        exists()
-        .where(_TASKS.c.project_id == _PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= _NOW)
-        .label("has_expired"),
+        live_lease(_UID).label("live_task_id"),
+        HAS_EXPIRED,
         exists().where(_PREDICTIONS.c.project_id == _PID).label("has_predictions"),
     )
     .select_from(
@@ -276,26 +304,30 @@ _ADD_MEMBER = insert(_MEMBERS).values(
     qualification=bindparam("qualification", type_=String()),
 )
 
+#: What submit needs to know of the task, its item and project (the schema as its JSON text,
+#: the schema cache's key), and where they are read from.
+SUBMIT_CONTEXT_COLUMNS = (
+    _TASKS.c.project_id,
+    _TASKS.c.item_id,
+    _TASKS.c.annotator_id,
+    _TASKS.c.state,
+    _TASKS.c.is_gold,
+    _TASKS.c.leased_at,
+    _ITEMS.c.data,
+    _ITEMS.c.meta,
+    _PROJECTS.c.settings,
+    sql_cast(_PROJECTS.c.label_schema, Text).label("label_schema"),
+)
+SUBMIT_CONTEXT_FROM = _TASKS.join(_ITEMS, _ITEMS.c.id == _TASKS.c.item_id).join(
+    _PROJECTS, _PROJECTS.c.id == _TASKS.c.project_id
+)
 #: Everything submit needs to know, in one round trip.
 _SUBMIT_CONTEXT = (
     select(
-        _TASKS.c.project_id,
-        _TASKS.c.item_id,
-        _TASKS.c.annotator_id,
-        _TASKS.c.state,
-        _TASKS.c.is_gold,
-        _TASKS.c.leased_at,
-        _ITEMS.c.data,
-        _ITEMS.c.meta,
-        _PROJECTS.c.settings,
-        sql_cast(_PROJECTS.c.label_schema, Text).label("label_schema"),  # the schema cache's key
+        *SUBMIT_CONTEXT_COLUMNS,
         queued_job("consensus", _TASKS.c.project_id).scalar_subquery().label("queued_consensus"),
     )
-    .select_from(
-        _TASKS.join(_ITEMS, _ITEMS.c.id == _TASKS.c.item_id).join(
-            _PROJECTS, _PROJECTS.c.id == _TASKS.c.project_id
-        )
-    )
+    .select_from(SUBMIT_CONTEXT_FROM)
     .where(_TASKS.c.id == _TID)
 )
 #: Finishing a task is also the guard against a concurrent submit or reclaim of the same task:
@@ -331,11 +363,15 @@ _BY_KEY = select(*_ANNOTATION_VIEW).where(
 # runs the same steps as the separate statements above.
 
 
-def _pg_lease_statement(pick: Select[Any]) -> Select[Any]:
-    taken = _take_next(pick).cte("taken")
+def pg_lease_parts(pick: Select[Any], *, uid: Any, overlap: Any, expires_at: Any) -> tuple[Any, Any, Any]:
+    """The CTEs of a PostgreSQL lease: ``taken`` (the picked item, its slot taken), ``leased``
+    (the task inserted for annotator ``uid``) and the predictions to show, as one JSON array."""
+    taken = _take_next(pick, overlap).cte("taken")
     columns = ["project_id", "item_id", "annotator_id", "state", "is_gold", "leased_at", "expires_at"]
-    row = select(_PID, taken.c.id, _UID, literal("leased"), false(), _NOW, _EXPIRES_AT).select_from(taken)
-    leased = insert(_TASKS).from_select(columns, row).returning(_TASKS.c.id).cte("leased")
+    row = select(_PID, taken.c.id, uid, literal("leased"), false(), _NOW, expires_at).select_from(taken)
+    leased = (
+        insert(_TASKS).from_select(columns, row).returning(_TASKS.c.id, _TASKS.c.expires_at).cte("leased")
+    )
     shown = func.json_build_object(
         "value",
         _PREDICTIONS.c.value,
@@ -349,6 +385,11 @@ def _pg_lease_statement(pick: Select[Any]) -> Select[Any]:
         .where(_PREDICTIONS.c.project_id == _PID, _PREDICTIONS.c.item_id == taken.c.id)
         .scalar_subquery()
     )
+    return taken, leased, predictions
+
+
+def _pg_lease_statement(pick: Select[Any]) -> Select[Any]:
+    taken, leased, predictions = pg_lease_parts(pick, uid=_UID, overlap=_OVERLAP, expires_at=_EXPIRES_AT)
     return select(
         leased.c.id.label("task_id"),
         taken.c.id.label("item_id"),
@@ -517,14 +558,17 @@ def _first_atomic(db: Database) -> bool:
     return db.dialect != "postgresql"
 
 
-def next_task(db: Database, project_id: int, user: User) -> Lease | None:
-    """The caller's next task, or None when nothing is left for them."""
+def next_task(db: Database, project_id: int, user: User, *, draw: float | None = None) -> Lease | None:
+    """The caller's next task, or None when nothing is left for them. ``draw`` (in [0, 1)) is
+    the chance draw that mixes in gold at the project's ``gold_rate``, when it was drawn
+    already; by default it is drawn here."""
+    draw = _rng.random() if draw is None else draw
     attempt = 0
     atomic = _first_atomic(db)
     while True:
         try:
             with _connection(db, atomic) as conn:
-                lease = _next_task(conn, project_id, user, atomic=atomic)
+                lease = _next_task(conn, project_id, user, atomic=atomic, draw=draw)
         except _NeedsTransaction:
             atomic = True
             continue
@@ -539,7 +583,9 @@ def next_task(db: Database, project_id: int, user: User) -> Lease | None:
             return lease
 
 
-def _next_task(conn: Connection, project_id: int, user: User, *, atomic: bool) -> Lease | _LookAgain | None:
+def _next_task(
+    conn: Connection, project_id: int, user: User, *, atomic: bool, draw: float
+) -> Lease | _LookAgain | None:
     now = _now()
     ctx = conn.execute(_NEXT_CONTEXT, {"pid": project_id, "uid": user.id, "now": now}).first()
     if ctx is None:
@@ -571,7 +617,7 @@ def _next_task(conn: Connection, project_id: int, user: User, *, atomic: bool) -
         if item_id is None:
             return None  # nothing left to qualify on: a manager must add gold items
     else:
-        if float(settings.get("gold_rate", 0.0)) > _rng.random():
+        if float(settings.get("gold_rate", 0.0)) > draw:
             item_id, is_gold = _pick_gold(conn, project_id, user.id), True
         if item_id is None and _is_pg(conn):
             lease = _pg_lease_regular(
@@ -688,6 +734,27 @@ def _by_key(conn: Connection, user: User, key: str) -> SubmittedAnnotation | Non
     return row
 
 
+def annotation_values(
+    settings: dict[str, Any], leased_at: datetime, value: Any, key: str | None, now: datetime
+) -> dict[str, Any]:
+    """The new annotation's columns: lead time since the lease, and whether it is drawn for
+    review (``review_rate``)."""
+    review_rate = float(settings.get("review_rate", 0.0))
+    return {
+        "value": value,
+        "lead_seconds": max(0.0, (now - leased_at).total_seconds()),
+        "idempotency_key": key,
+        "status": "pending_review" if review_rate > 0 and _rng.random() < review_rate else "submitted",
+    }
+
+
+def needs_scoring(settings: dict[str, Any], is_gold: bool) -> bool:
+    """Whether a submit takes one of the rare branches: scoring a gold answer (qualification,
+    pausing), or adaptive overlap deciding whether the item needs another label."""
+    max_overlap = int(settings.get("max_overlap") or settings.get("overlap", 1))
+    return is_gold or max_overlap > int(settings.get("overlap", 1))
+
+
 def _submit(
     conn: Connection, task_id: int, user: User, value: Any, key: str | None, *, atomic: bool
 ) -> tuple[SubmittedAnnotation, bool]:
@@ -707,16 +774,10 @@ def _submit(
     check_annotation(load_schema_json(row.label_schema), row.data, row.meta, value)
     settings: dict[str, Any] = row.settings or {}
     now = _now()
-    review_rate = float(settings.get("review_rate", 0.0))
     # Bind names must not be column names of a table an UPDATE here writes: SQLAlchemy would
     # take them as extra SET values.
     finish = {"tid": task_id, "was": row.state, "now": now}
-    annotation = {
-        "value": value,
-        "lead_seconds": max(0.0, (now - row.leased_at).total_seconds()),
-        "idempotency_key": key,
-        "status": "pending_review" if review_rate > 0 and _rng.random() < review_rate else "submitted",
-    }
+    annotation = annotation_values(settings, row.leased_at, value, key, now)
     late = row.state == "expired" and not row.is_gold
     if late and not atomic:
         raise _NeedsTransaction
@@ -744,8 +805,7 @@ def _submit(
         ids = {"project_id": row.project_id, "item_id": row.item_id, "annotator_id": user.id}
         created = conn.execute(_INSERT_ANNOTATION, {**ids, **annotation, "task_id": task_id}).one()
         conn.execute(_COUNT_ANNOTATION, {"iid": row.item_id})
-    max_overlap = int(settings.get("max_overlap") or settings.get("overlap", 1))
-    if row.is_gold or max_overlap > int(settings.get("overlap", 1)):
+    if needs_scoring(settings, row.is_gold):
         # The rare branches (gold scoring, adaptive overlap) use the ORM, in this transaction.
         with Session(bind=conn) as session:
             project = session.get(Project, row.project_id)

@@ -10,7 +10,7 @@ import hashlib
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -103,21 +103,34 @@ def create_token(
 def authenticate_token(conn: Session | Connection, secret: str, *, kind: str | None = None) -> User:
     """The user a secret belongs to (a detached ``User``; every request runs this, so it is
     one prepared Core statement rather than an ORM load)."""
-    found = conn.execute(_TOKEN_USER, {"token_hash": hash_token(secret)}).first()
+    found = conn.execute(TOKEN_USER, {"token_hash": hash_token(secret)}).first()
+    return token_user(found, kind)
+
+
+def token_user(found: Any, kind: str | None) -> User:
+    """The user of a row of :data:`TOKEN_USER` (columns kind, expires_at and the user's), or
+    :class:`Unauthorized` when there is no row or the token may not be used (``kind``: the
+    token kind required, None for any)."""
+    check_token(found, kind)
+    return User(
+        id=found.id, name=found.name, role=found.role, is_active=found.is_active, created_at=found.created_at
+    )
+
+
+def check_token(found: Any, kind: str | None) -> None:
+    """:func:`token_user`'s checks, without building the user."""
     if found is None or (kind is not None and found.kind != kind):
         raise Unauthorized("invalid or revoked token")
     if found.expires_at is not None and found.expires_at < datetime.now(UTC):
         raise Unauthorized("token expired; log in again")
     if not found.is_active:
         raise Unauthorized("user is deactivated")
-    return User(
-        id=found.id, name=found.name, role=found.role, is_active=found.is_active, created_at=found.created_at
-    )
 
 
 _TOKENS = cast(Table, ApiToken.__table__)
 _USERS = cast(Table, User.__table__)
-_TOKEN_USER = (
+#: A token's kind and expiry, and its user (what :func:`token_user` checks).
+TOKEN_USER = (
     select(
         _TOKENS.c.kind,
         _TOKENS.c.expires_at,

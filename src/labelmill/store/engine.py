@@ -64,9 +64,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     # No pool_pre_ping: it costs a round trip on every checkout, more than the queries of a
     # typical request. After a server restart the first request on a stale connection fails
     # once, and SQLAlchemy then discards every pooled connection older than the failure.
-    # The pool holds what a busy server uses at once (40 worker threads, the event loop, the
-    # job worker), so it never opens and closes overflow connections request by request.
-    return create_engine(url, pool_size=50, max_overflow=20, **kwargs)
+    # The annotator loop, most of a busy server's traffic, has a pool of its own on the event
+    # loop (store.pg_async); this one serves the worker threads, the event loop's token checks
+    # and the job worker (at most 40 threads at once, plus those two).
+    return create_engine(url, pool_size=30, max_overflow=20, **kwargs)
 
 
 def _disable_pysqlite_begin(dbapi_conn: Any, _record: Any) -> None:

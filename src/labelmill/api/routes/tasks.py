@@ -6,11 +6,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from labelmill.api.deps import DbDep, SessionDep, UserDep
+from labelmill.api.deps import (
+    Credentials,
+    DbDep,
+    SessionDep,
+    UserDep,
+    credentials,
+    current_user,
+    get_db,
+    get_hot_path,
+)
 from labelmill.api.models import (
     Id,
     IdQuery,
@@ -23,10 +32,11 @@ from labelmill.api.models import (
     TaskItemOut,
     TaskOut,
 )
-from labelmill.services import queue
+from labelmill.services import queue, queue_pg
 from labelmill.services.errors import NotFound
 from labelmill.store.engine import Database, WriterBusy
 from labelmill.store.models import Annotation
+from labelmill.store.pg_async import HotPath
 
 router = APIRouter(tags=["tasks"])
 
@@ -49,6 +59,12 @@ async def in_transaction(db: Database, call: Callable[[], T]) -> T:
         except WriterBusy:
             pass
     return await run_in_threadpool(call)
+
+
+async def _loop_context(request: Request) -> tuple[Credentials, Database, HotPath | None]:
+    """The annotator loop's request context, read directly: three FastAPI dependencies cost
+    more than what they do here."""
+    return await credentials(request), await get_db(request), await get_hot_path(request)
 
 
 def json_response(
@@ -88,8 +104,13 @@ def annotation_out(annotation: Annotation | queue.SubmittedAnnotation) -> MyAnno
     responses={204: {"description": "Nothing is left for this annotator"}},
     summary="Lease the caller's next task (or get their live lease back)",
 )
-async def next_task(project_id: Id, user: UserDep, db: DbDep) -> Any:
-    lease = await in_transaction(db, lambda: queue.next_task(db, project_id, user))
+async def next_task(project_id: Id, request: Request) -> Any:
+    creds, db, hot = await _loop_context(request)
+    if hot is not None:
+        lease = await queue_pg.next_task(hot, db, project_id, creds.token_hash, creds.kind)
+    else:
+        user = await current_user(db, creds)
+        lease = await in_transaction(db, lambda: queue.next_task(db, project_id, user))
     if lease is None:
         return Response(status_code=204)
     return json_response(NextTaskOut(task=task_out(lease)))
@@ -104,13 +125,19 @@ async def next_task(project_id: Id, user: UserDep, db: DbDep) -> Any:
 async def submit(
     task_id: Id,
     body: SubmitIn,
-    user: UserDep,
-    db: DbDep,
+    request: Request,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Any:
-    annotation, created = await in_transaction(
-        db, lambda: queue.submit(db, task_id, user, body.value, idempotency_key=idempotency_key)
-    )
+    creds, db, hot = await _loop_context(request)
+    if hot is not None:
+        annotation, created = await queue_pg.submit(
+            hot, db, task_id, creds.token_hash, creds.kind, body.value, idempotency_key=idempotency_key
+        )
+    else:
+        user = await current_user(db, creds)
+        annotation, created = await in_transaction(
+            db, lambda: queue.submit(db, task_id, user, body.value, idempotency_key=idempotency_key)
+        )
     replayed = {} if created else {"Idempotent-Replayed": "true"}
     return json_response(annotation_out(annotation), status_code=201, headers=replayed)
 
