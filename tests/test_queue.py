@@ -529,24 +529,14 @@ def test_pick_probes_the_task_index_per_candidate(db: Any, client: Any, admin_to
 def _generic_plan(db: Any, statement: Any) -> str:
     """EXPLAIN of the generic plan of a :class:`~labelmill.store.pg_async.Compiled` statement,
     as the hot path's connections (``plan_cache_mode=force_generic_plan``) run it."""
-    import re
-
     import psycopg
 
     from labelmill.store.pg_async import conninfo
 
-    names: list[str] = []
-
-    def number(m: re.Match[str]) -> str:
-        if m.group(1) not in names:
-            names.append(m.group(1))
-        return f"${names.index(m.group(1)) + 1}"
-
-    sql = re.sub(r"%\((\w+)\)s", number, statement.sql)
     with psycopg.connect(conninfo(db.url), options="-c plan_cache_mode=force_generic_plan") as conn:
-        conn.execute(f"PREPARE lease_plan AS {sql}")
-        nulls = ", ".join("NULL" for _ in names)
-        return "\n".join(r[0] for r in conn.execute(f"EXPLAIN EXECUTE lease_plan({nulls})"))
+        conn.execute(f"PREPARE hot_plan AS {statement.sql}")
+        nulls = ", ".join("NULL" for _ in set(statement.order))
+        return "\n".join(r[0] for r in conn.execute(f"EXPLAIN EXECUTE hot_plan({nulls})"))
 
 
 @pytest.mark.pg

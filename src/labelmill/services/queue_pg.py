@@ -16,13 +16,12 @@ nothing unless they complete the common case.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, cast
 
 import anyio.to_thread
-from psycopg import errors as pg_errors
+import asyncpg
 from sqlalchemy import (
     Float,
     String,
@@ -189,27 +188,40 @@ async def submit(
     """Store the annotation of a task (see :func:`labelmill.services.queue.submit`),
     authenticating the token in the same round trip as reading the task."""
     key = idempotency_key
+    async with hot.connection() as conn:
+        row, created = await _submit(conn, hot, task_id, token_hash, kind, value, key)
+    if created is not None:
+        return cast(SubmittedAnnotation, created), True
+    # Not the common case (a replay, a conflict, a late submit, gold, adaptive overlap, someone
+    # else's task), or the task changed state since it was read: the full implementation.
+    user = user_service.token_user(row, kind)
+    call = partial(queue.submit, db, task_id, user, value, idempotency_key=key)
+    return cast(tuple[SubmittedAnnotation, bool], await anyio.to_thread.run_sync(call))
+
+
+async def _submit(
+    conn: asyncpg.Connection,
+    hot: HotPath,
+    task_id: int,
+    token_hash: str,
+    kind: str | None,
+    value: Any,
+    key: str | None,
+) -> tuple[Any, Any]:
+    """(the token and task row, the stored annotation or None if the full path must decide)"""
     now = datetime.now(UTC)
-    row = await hot.fetch_one(SUBMIT_CONTEXT, {"token_hash": token_hash, "tid": task_id, "now": now})
+    row = await hot.fetch_one(SUBMIT_CONTEXT, {"token_hash": token_hash, "tid": task_id, "now": now}, conn)
     user_service.check_token(row, kind)
-    assert row is not None
     settings: dict[str, Any] = row.settings or {}
-
-    async def slow() -> tuple[SubmittedAnnotation, bool]:
-        user = user_service.token_user(row, kind)
-        call = partial(queue.submit, db, task_id, user, value, idempotency_key=key)
-        return cast(tuple[SubmittedAnnotation, bool], await anyio.to_thread.run_sync(call))
-
     if (
         row.annotator_id != row.id  # not the caller's task: the full path answers 404
-        or row.state != "leased"  # a replay, a conflict or a late submit
+        or row.state != "leased"
         or queue.needs_scoring(settings, row.is_gold)
         or (key is not None and not 1 <= len(key) <= 200)
     ):
-        return await slow()
+        return row, None
     queue.check_annotation(load_schema_json(row.label_schema), row.data, row.meta, value)
     annotation = queue.annotation_values(settings, row.leased_at, value, key, now)
-    annotation["value"] = json.dumps(value)
     params = {
         "tid": task_id,
         "was": row.state,
@@ -219,9 +231,6 @@ async def submit(
         **{f"a_{k}": v for k, v in annotation.items()},
     }
     try:
-        created = await hot.fetch_one(SUBMIT, params)
-    except pg_errors.UniqueViolation:
-        created = None  # the Idempotency-Key is taken: the full path tells a replay from a misuse
-    if created is None:  # or the task changed state since it was read
-        return await slow()
-    return cast(SubmittedAnnotation, created), True
+        return row, await hot.fetch_one(SUBMIT, params, conn)
+    except asyncpg.UniqueViolationError:  # the Idempotency-Key is taken: a replay or a misuse
+        return row, None
