@@ -520,6 +520,7 @@ def test_pick_probes_the_task_index_per_candidate(db: Any, client: Any, admin_to
         return
     plan = _generic_plan(db, queue_pg.LEASE)
     assert "ix_items_open" in plan and "uq_tasks_item_annotator" in plan, plan
+    assert "JIT" not in plan, plan
     assert "Anti Join" not in plan and "Seq Scan on tasks" not in plan and "Seq Scan on items" not in plan, (
         plan
     )
@@ -531,9 +532,11 @@ def _generic_plan(db: Any, statement: Any) -> str:
     as the hot path's connections (``plan_cache_mode=force_generic_plan``) run it."""
     import psycopg
 
-    from labelmill.store.pg_async import conninfo
+    from labelmill.store.pg_async import SERVER_SETTINGS, conninfo
 
-    with psycopg.connect(conninfo(db.url), options="-c plan_cache_mode=force_generic_plan") as conn:
+    # jit_above_cost=0: JIT would be considered for this plan whatever its estimated cost
+    options = " ".join(f"-c {k}={v}" for k, v in {"jit_above_cost": 0, **SERVER_SETTINGS}.items())
+    with psycopg.connect(conninfo(db.url), options=options) as conn:
         conn.execute(f"PREPARE hot_plan AS {statement.sql}")
         nulls = ", ".join("NULL" for _ in set(statement.order))
         return "\n".join(r[0] for r in conn.execute(f"EXPLAIN EXECUTE hot_plan({nulls})"))
