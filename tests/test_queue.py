@@ -587,6 +587,9 @@ def test_annotator_loop_checks_the_token_like_every_route(client: Any, db: Any, 
     pid = project(client, admin_token, 3)
     (a,) = annotators(client, db, admin_token, pid, 1)
     task = next_task(client, a, pid)
+    # no credentials at all: 401 before the body is looked at
+    r = client.post(f"/api/v1/tasks/{task['id']}/submit", json={"nothing": 1})
+    assert r.status_code == 401, r.text
     with db.session() as s:
         user = get_user(s, "ann0")
         expired, _ = create_token(s, user, name="old", lifetime=timedelta(seconds=-1))

@@ -11,11 +11,10 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from labelmill.api.deps import (
-    Credentials,
+    CredentialsDep,
     DbDep,
     SessionDep,
     UserDep,
-    credentials,
     current_user,
     get_db,
     get_hot_path,
@@ -61,10 +60,11 @@ async def in_transaction(db: Database, call: Callable[[], T]) -> T:
     return await run_in_threadpool(call)
 
 
-async def _loop_context(request: Request) -> tuple[Credentials, Database, HotPath | None]:
-    """The annotator loop's request context, read directly: three FastAPI dependencies cost
-    more than what they do here."""
-    return await credentials(request), await get_db(request), await get_hot_path(request)
+async def _loop_context(request: Request) -> tuple[Database, HotPath | None]:
+    """The annotator loop's database and hot path, read directly: two more FastAPI
+    dependencies would cost more than what they do here. (The credentials stay a dependency,
+    so a request without any gets 401 before its body is looked at.)"""
+    return await get_db(request), await get_hot_path(request)
 
 
 def json_response(
@@ -104,8 +104,8 @@ def annotation_out(annotation: Annotation | queue.SubmittedAnnotation) -> MyAnno
     responses={204: {"description": "Nothing is left for this annotator"}},
     summary="Lease the caller's next task (or get their live lease back)",
 )
-async def next_task(project_id: Id, request: Request) -> Any:
-    creds, db, hot = await _loop_context(request)
+async def next_task(project_id: Id, creds: CredentialsDep, request: Request) -> Any:
+    db, hot = await _loop_context(request)
     if hot is not None:
         lease = await queue_pg.next_task(hot, db, project_id, creds.token_hash, creds.kind)
     else:
@@ -125,10 +125,11 @@ async def next_task(project_id: Id, request: Request) -> Any:
 async def submit(
     task_id: Id,
     body: SubmitIn,
+    creds: CredentialsDep,
     request: Request,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Any:
-    creds, db, hot = await _loop_context(request)
+    db, hot = await _loop_context(request)
     if hot is not None:
         annotation, created = await queue_pg.submit(
             hot, db, task_id, creds.token_hash, creds.kind, body.value, idempotency_key=idempotency_key
