@@ -508,6 +508,12 @@ def _pg_lease_regular(
         row = conn.execute(_PG_LEASE_WAIT, params).first()
     if row is None:
         return None
+    return pg_lease_from_row(row, project_id, now, expires_at)
+
+
+def pg_lease_from_row(row: Any, project_id: int, now: datetime, expires_at: datetime) -> Lease:
+    """The lease a PostgreSQL lease statement returned (columns task_id, item_id, data, meta and
+    predictions, the JSON array of :func:`pg_lease_parts`)."""
     return Lease(
         task=LeasedTask(row.task_id, project_id, row.item_id, "leased", False, now, expires_at),
         item=LeasedItem(row.item_id, row.data, row.meta),

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from labelmill.services import queue
 from labelmill.services import users as user_service
 from labelmill.services.projects import load_schema_json
-from labelmill.services.queue import Lease, LeasedItem, LeasedTask, ShownPrediction, SubmittedAnnotation
+from labelmill.services.queue import Lease, SubmittedAnnotation
 from labelmill.store.engine import Database
 from labelmill.store.models import Member, Project, Task
 from labelmill.store.pg_async import Compiled, HotPath
@@ -123,7 +123,6 @@ def _lease_statement() -> Any:
     )
     return select(
         *_WHO_COLUMNS,
-        exists(select(common.c.uid)).label("common"),
         leased.c.id.label("task_id"),
         leased.c.expires_at.label("lease_expires_at"),
         taken.c.id.label("item_id"),
@@ -166,13 +165,7 @@ async def next_task(
         # instant: the full implementation decides (and waits for locked items).
         user = user_service.token_user(row, kind)
         return cast(Lease | None, await _in_thread(queue.next_task, db, project_id, user, draw=draw))
-    return Lease(
-        task=LeasedTask(row.task_id, project_id, row.item_id, "leased", False, now, row.lease_expires_at),
-        item=LeasedItem(row.item_id, row.data, row.meta),
-        predictions=[
-            ShownPrediction(p["value"], p["score"], p["model_version"]) for p in row.predictions or []
-        ],
-    )
+    return queue.pg_lease_from_row(row, project_id, now, row.lease_expires_at)
 
 
 async def submit(
@@ -195,8 +188,8 @@ async def submit(
     # Not the common case (a replay, a conflict, a late submit, gold, adaptive overlap, someone
     # else's task), or the task changed state since it was read: the full implementation.
     user = user_service.token_user(row, kind)
-    call = partial(queue.submit, db, task_id, user, value, idempotency_key=key)
-    return cast(tuple[SubmittedAnnotation, bool], await anyio.to_thread.run_sync(call))
+    slow = await _in_thread(queue.submit, db, task_id, user, value, idempotency_key=key)
+    return cast(tuple[SubmittedAnnotation, bool], slow)
 
 
 async def _submit(

@@ -63,10 +63,11 @@ class Compiled:
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
         merged = {**self.constants, **values}
-        missing = [name for name in self.order if name not in merged]
-        if missing:
-            raise KeyError(f"missing parameters: {sorted(set(missing))}")
-        return [merged[name] for name in self.order]
+        try:
+            return [merged[name] for name in self.order]
+        except KeyError as exc:  # looked for only when one is missing: this runs at every call
+            missing = sorted(name for name in self.order if name not in merged)
+            raise KeyError(f"missing parameters: {missing}") from exc
 
 
 def conninfo(url: str) -> str:
