@@ -6,7 +6,11 @@ Run: ``python bench/queue.py`` (env ``BENCH_PG_URL`` for the PostgreSQL server, 
 The load generator shares the machine's CPUs with the server, so every rate is also given as a
 ratio to a ceiling measured in the same run by the same client loop: an echo app on the same
 server stack (``bench/support/queue_echo.py``) whose two routes do no database work. A raw-SQL loop of
-the same transactions (no HTTP, no ORM) shows what the database alone can do. K=50 runs
+the same transactions (no HTTP, no ORM) shows what the database alone can do. Every HTTP loop
+also records the CPU time the server process and the client process used per cycle: the client
+competes for the same two CPUs, so when the server needs less CPU than the client the ratio to
+echo says more about the client than the server, and the server's CPU per cycle against the
+echo's is the figure to compare. K=50 runs
 ``BENCH_K50_PAIRS`` times (default 3), each right after its own echo run, and the headline
 figures are the medians of those pairs. The scale section
 runs K=50 on a 1,000,000-item project at 0%, 50% and 99% done and prints the next-task plan.
@@ -190,10 +194,16 @@ class LoopResult:
     next_ms: list[float] = field(default_factory=list)
     submit_ms: list[float] = field(default_factory=list)
     cycle_ms: list[float] = field(default_factory=list)
+    server_cpu_s: float = float("nan")  # CPU time of the server process during the loop
+    client_cpu_s: float = float("nan")  # CPU time of this (the client) process during the loop
 
     @property
     def rate(self) -> float:
         return self.cycles / self.seconds
+
+    def cpu_per_cycle_ms(self, seconds: float) -> float:
+        """CPU milliseconds per completed next+submit cycle (warm-up included on both sides)."""
+        return seconds * 1000 / self.submits_ok if self.submits_ok else float("nan")
 
     def error_count(self) -> int:
         return sum(self.errors.values())
@@ -213,8 +223,23 @@ def run_together(
         t.join(timeout)
 
 
-def http_loop(base_url: str, project_id: int, tokens: list[str], seconds: float = SECONDS) -> LoopResult:
-    """K threads (one per token), each with its own client: next, then submit, until the deadline."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_loop(server: Server, project_id: int, tokens: list[str], seconds: float = SECONDS) -> LoopResult:
+    """K threads (one per token), each with its own client: next, then submit, until the deadline.
+    Also records the CPU time the server and this client process used meanwhile."""
+    server_cpu, client_cpu = cpu_seconds(server.proc.pid), time.process_time()
+    result = _http_loop(server.url, project_id, tokens, seconds)
+    result.server_cpu_s = cpu_seconds(server.proc.pid) - server_cpu
+    result.client_cpu_s = time.process_time() - client_cpu
+    return result
+
+
+def _http_loop(base_url: str, project_id: int, tokens: list[str], seconds: float) -> LoopResult:
     k = len(tokens)
     result = LoopResult(k=k, seconds=seconds)
     lock = threading.Lock()
@@ -495,7 +520,7 @@ class Backend:
     pairs: list[tuple[LoopResult, LoopResult]] = field(default_factory=list)
 
 
-def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_url: str) -> Backend:
+def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_server: Server) -> Backend:
     """All runs on one database. The server is stopped while the bench itself writes in bulk
     (1M import, done-state fill), so those writes never queue behind the server's requests."""
     out = Backend(name)
@@ -504,7 +529,7 @@ def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_url: str) -> 
     seen: dict[int, list[int]] = {}
 
     def loop(server: Server, label: str, pid: int, tokens: list[str], seconds: float) -> None:
-        r = http_loop(server.url, pid, tokens, seconds)
+        r = http_loop(server, pid, tokens, seconds)
         out.loops[label] = r
         counts = seen.setdefault(pid, [0, 0])
         counts[0] += r.submits_ok
@@ -521,12 +546,12 @@ def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_url: str) -> 
         with serve_labelmill(url, tmp) as server:
             for k in KS:
                 # The ceiling right before the run it is compared with: the machine is shared.
-                out.echo[k] = http_loop(echo_url, 1, tokens[:k])
+                out.echo[k] = http_loop(echo_server, 1, tokens[:k])
                 print(f"  {name} echo K={k}: {out.echo[k].rate:.1f}/s", file=sys.stderr, flush=True)
                 loop(server, f"K={k}", small, tokens[:k], SECONDS)
             out.pairs.append((out.echo[50], out.loops["K=50"]))
             for n in range(2, K50_PAIRS + 1):
-                echo = http_loop(echo_url, 1, tokens[:50])
+                echo = http_loop(echo_server, 1, tokens[:50])
                 loop(server, f"K=50 pair {n}", small, tokens[:50], SECONDS)
                 out.pairs.append((echo, out.loops[f"K=50 pair {n}"]))
                 print(f"  {name} echo K=50 pair {n}: {echo.rate:.1f}/s", file=sys.stderr, flush=True)
@@ -558,7 +583,8 @@ def row(label: str, r: LoopResult, echo: LoopResult | None) -> str:
     return (
         f"| {label} | {r.rate:.1f} | {ratio} | {pct(r.next_ms, 0.5):.1f} / {pct(r.next_ms, 0.99):.1f} "
         f"| {pct(r.submit_ms, 0.5):.1f} / {pct(r.submit_ms, 0.99):.1f} "
-        f"| {pct(r.cycle_ms, 0.5):.1f} / {pct(r.cycle_ms, 0.99):.1f} | {errs} |"
+        f"| {pct(r.cycle_ms, 0.5):.1f} / {pct(r.cycle_ms, 0.99):.1f} "
+        f"| {r.cpu_per_cycle_ms(r.server_cpu_s):.2f} / {r.cpu_per_cycle_ms(r.client_cpu_s):.2f} | {errs} |"
     )
 
 
@@ -574,9 +600,7 @@ def main() -> None:
     try:
         echo_server = stack.enter_context(serve_echo(tmp))
         sqlite_path = tmp / "qbench.db"
-        backends.append(
-            run_backend("SQLite", f"sqlite:///{sqlite_path}", str(sqlite_path), tmp, echo_server.url)
-        )
+        backends.append(run_backend("SQLite", f"sqlite:///{sqlite_path}", str(sqlite_path), tmp, echo_server))
         try:
             from sqlalchemy import create_engine
 
@@ -593,9 +617,7 @@ def main() -> None:
             pg_url = make_url(PG_ADMIN_URL).set(database=PG_DB)
             dsn = pg_url.set(drivername="postgresql").render_as_string(hide_password=False)
             backends.append(
-                run_backend(
-                    "PostgreSQL", pg_url.render_as_string(hide_password=False), dsn, tmp, echo_server.url
-                )
+                run_backend("PostgreSQL", pg_url.render_as_string(hide_password=False), dsn, tmp, echo_server)
             )
     finally:
         stack.close()
@@ -611,8 +633,8 @@ def main() -> None:
 def report(backends: list[Backend], total: float) -> None:
     head = (
         "| run | annotations/s | of echo | next p50 / p99 ms | submit p50 / p99 ms"
-        " | cycle p50 / p99 ms | errors |\n"
-        "|---|---:|---:|---:|---:|---:|---|"
+        " | cycle p50 / p99 ms | CPU ms per cycle, server / client | errors |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---|"
     )
     print(f"## Annotator loop, {SECONDS:.0f} s per run after {WARMUP:.0f} s warm-up (2 CPUs shared)\n")
     print(
@@ -625,7 +647,9 @@ def report(backends: list[Backend], total: float) -> None:
         paired = {id(r): e for e, r in b.pairs}  # a K=50 pair's own echo run
         for label, r in b.loops.items():
             print(row(f"{b.name} {label}", r, paired.get(id(r), b.echo.get(r.k))))
-    print(f"| Label Studio 1.23.2 K=50 (reference, not run here) | {LABEL_STUDIO_K50} | - | - | - | - | - |")
+    print(
+        f"| Label Studio 1.23.2 K=50 (reference, not run here) | {LABEL_STUDIO_K50} | - | - | - | - | - | - |"
+    )
     print("\n## Raw database: the same two transactions by direct SQL (no HTTP, no ORM)\n")
     print("| backend | K | cycles/s | cycle p50 / p99 ms | ran out of items |\n|---|---:|---:|---:|---:|")
     for b in backends:
@@ -655,13 +679,17 @@ def report(backends: list[Backend], total: float) -> None:
     nan = float("nan")
     fig: dict[str, dict[str, float]] = {}
     print(f"\n## K=50, {K50_PAIRS} back-to-back pairs (the headline figures are the medians)\n")
-    print("| backend | pair | echo/s | labelmill/s | ratio | echo p99 ms | labelmill p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| backend | pair | echo/s | labelmill/s | ratio | echo p99 ms | labelmill p99 ms"
+        " | server CPU ms per cycle, echo / labelmill |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for b in backends:
         for n, (e, r) in enumerate(b.pairs, 1):
             print(
                 f"| {b.name} | {n} | {e.rate:.1f} | {r.rate:.1f} | {r.rate / e.rate:.2f} "
-                f"| {pct(e.cycle_ms, 0.99):.0f} | {pct(r.cycle_ms, 0.99):.0f} |"
+                f"| {pct(e.cycle_ms, 0.99):.0f} | {pct(r.cycle_ms, 0.99):.0f} "
+                f"| {e.cpu_per_cycle_ms(e.server_cpu_s):.2f} / {r.cpu_per_cycle_ms(r.server_cpu_s):.2f} |"
             )
     for b in backends:
         k1 = b.loops.get("K=1")
@@ -676,15 +704,29 @@ def report(backends: list[Backend], total: float) -> None:
             "echo_rate": med([e.rate for e, _ in b.pairs]),
             "echo_p99": med([pct(e.cycle_ms, 0.99) for e, _ in b.pairs]),
             "k1": pct(k1.cycle_ms, 0.5) if k1 else nan,
+            "cpu": med([r.cpu_per_cycle_ms(r.server_cpu_s) for _, r in b.pairs]),
+            "echo_cpu": med([e.cpu_per_cycle_ms(e.server_cpu_s) for e, _ in b.pairs]),
             "scale": [b.loops[f"1M {f:.0%} done"].rate for f in SCALE_DONE if f"1M {f:.0%} done" in b.loops],
         }
-    empty = {"rate": nan, "ratio": nan, "p99": nan, "echo_rate": nan, "echo_p99": nan, "k1": nan, "scale": []}
+    empty = {
+        "rate": nan,
+        "ratio": nan,
+        "p99": nan,
+        "echo_rate": nan,
+        "echo_p99": nan,
+        "k1": nan,
+        "cpu": nan,
+        "echo_cpu": nan,
+        "scale": [],
+    }
     sq, pg = fig.get("SQLite", empty), fig.get("PostgreSQL", empty)
     print(
         f"\nGoals: K=50 >= 70% of echo (SQLite {sq['ratio']:.0%}, PostgreSQL {pg['ratio']:.0%}); "
         f"p99 <= 1.5x echo p99 (SQLite {sq['p99'] / sq['echo_p99']:.1f}x, "
         f"PostgreSQL {pg['p99'] / pg['echo_p99']:.1f}x); K=1 cycle median < 10 ms (SQLite {sq['k1']:.1f}, "
-        f"PostgreSQL {pg['k1']:.1f}); violations 0 ({total_viol}). Bench took {total:.0f} s."
+        f"PostgreSQL {pg['k1']:.1f}); violations 0 ({total_viol}). Bench took {total:.0f} s.\n"
+        f"Server CPU per K=50 cycle (medians): SQLite {sq['cpu']:.2f} ms, PostgreSQL {pg['cpu']:.2f} ms "
+        f"(the database server's own CPU not included), echo {sq['echo_cpu']:.2f} / {pg['echo_cpu']:.2f} ms."
     )
     scale = "/".join(f"{x:.1f}" for x in sq["scale"]) + "," + "/".join(f"{x:.1f}" for x in pg["scale"])
     print(
@@ -695,6 +737,8 @@ def report(backends: list[Backend], total: float) -> None:
         f"sqlite_p99_ms={sq['p99']:.1f} pg_p99_ms={pg['p99']:.1f} "
         f"sqlite_echo_p99_ms={sq['echo_p99']:.1f} pg_echo_p99_ms={pg['echo_p99']:.1f} "
         f"sqlite_echo_k50_per_s={sq['echo_rate']:.1f} pg_echo_k50_per_s={pg['echo_rate']:.1f} "
+        f"sqlite_server_cpu_ms_per_cycle={sq['cpu']:.2f} pg_server_cpu_ms_per_cycle={pg['cpu']:.2f} "
+        f"echo_server_cpu_ms_per_cycle={statistics.median([sq['echo_cpu'], pg['echo_cpu']]):.2f} "
         f"scale_1m_per_s={scale}"
     )
 

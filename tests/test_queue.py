@@ -475,6 +475,68 @@ def test_concurrent_http_loop(client: Any, db: Any, admin_token: str) -> None:
     assert max(Counter(rows).values()) == 1
 
 
+def test_hot_path_races_the_full_path_and_another_process(
+    db: Any, client: Any, admin_token: str, media_store: Any, app_settings: Any
+) -> None:
+    """Three kinds of writer label one project at once: the event-loop hot path (HTTP), the
+    SQLAlchemy implementation in threads, and a second server process (its own connections and
+    in-process writer lock). On SQLite the hot path finds the write lock taken now and then and
+    hands the call to a worker thread. Overlap is never exceeded, no annotator gets an item
+    twice, every submitted annotation is kept and every item ends fully labelled."""
+    from fastapi.testclient import TestClient
+
+    from labelmill.api.app import create_app
+    from labelmill.store.engine import Database
+
+    n_items, overlap = 45, 3
+    pid = project(client, admin_token, n_items, overlap=overlap)
+    tokens = annotators(client, db, admin_token, pid, 9)
+    with db.session() as s:
+        direct = [get_user(s, f"ann{k}") for k in range(6, 9)]
+    submitted: list[int] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(9)
+
+    def over_http(http: Any, token: str) -> None:
+        start.wait()
+        while (task := next_task(http, token, pid)) is not None:
+            r = submit(http, token, task["id"], **{"Idempotency-Key": f"h-{task['id']}"})
+            with lock:
+                (submitted.append(r.json()["id"]) if r.status_code == 201 else errors.append(r.text))
+
+    def in_thread(user: Any) -> None:
+        start.wait()
+        try:
+            while (lease := queue.next_task(db, pid, user)) is not None:
+                annotation, _ = queue.submit(db, lease.task.id, user, {"label": "neg"})
+                with lock:
+                    submitted.append(annotation.id)
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    other_db = Database(db.url, run_migrations=False)
+    try:
+        with TestClient(create_app(other_db, media=media_store, settings=app_settings)) as other:
+            threads = [threading.Thread(target=over_http, args=(client, t)) for t in tokens[:3]]
+            threads += [threading.Thread(target=over_http, args=(other, t)) for t in tokens[3:6]]
+            threads += [threading.Thread(target=in_thread, args=(u,)) for u in direct]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+    finally:
+        other_db.dispose()
+    assert not errors, errors[:3]
+    with db.session() as s:
+        rows = s.execute(select(Annotation.id, Annotation.item_id, Annotation.annotator_id)).all()
+        slots = s.execute(select(Item.assigned, Item.annotation_count, Item.is_open)).all()
+    assert sorted(r.id for r in rows) == sorted(submitted)
+    assert set(Counter(r.item_id for r in rows).values()) == {overlap} and len(rows) == n_items * overlap
+    assert max(Counter((r.item_id, r.annotator_id) for r in rows).values()) == 1
+    assert set(slots) == {(overlap, overlap, False)}
+
+
 def test_next_task_query_uses_the_open_items_index(db: Any, client: Any, admin_token: str) -> None:
     """The statement next-task runs (SQLite: pick and take; PostgreSQL: the whole lease) reads
     the partial index of open items: no scan of done items, no sort."""
@@ -542,14 +604,11 @@ def _generic_plan(db: Any, statement: Any) -> str:
         return "\n".join(r[0] for r in conn.execute(f"EXPLAIN EXECUTE hot_plan({nulls})"))
 
 
-@pytest.mark.pg
-def test_postgresql_common_case_runs_on_the_hot_path(
+def test_common_case_runs_on_the_hot_path(
     db: Any, client: Any, admin_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL, next-task and submit in the common case are the hot path's statements
-    alone (the thread-pool implementation is never called); the rest falls back to it."""
-    if db.dialect != "postgresql":
-        pytest.skip("the event-loop hot path is PostgreSQL's")
+    """Next-task and submit in the common case are the event-loop hot path's statements alone
+    (the SQLAlchemy implementation is never called); the rest falls back to it."""
     calls: Counter[str] = Counter()
     for name in ("next_task", "submit"):
         original = getattr(queue, name)

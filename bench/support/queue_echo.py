@@ -1,7 +1,9 @@
 """The echo ceiling for ``bench/queue.py``: the annotator loop's two routes with no database work.
 
-Same server stack as ``labelmill serve`` (uvicorn, one process, the same flags) and the same response
-models, so the only difference from labelmill is what happens between parsing and serialising.
+Same server stack as ``labelmill serve`` (uvicorn, one process, the same flags, the same middleware
+and error handlers), the same credentials dependency and body model, and the same response models
+serialised the same way: the only difference from labelmill is what happens between parsing and
+serialising.
 Run: ``python bench/support/queue_echo.py --port P``.
 """
 
@@ -24,49 +26,63 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Header
 
-from labelmill.api.models import MyAnnotationOut, NextTaskOut, SubmitIn
+from labelmill.api.deps import CredentialsDep
+from labelmill.api.errors import install_error_handlers
+from labelmill.api.limits import BodyLimitMiddleware
+from labelmill.api.models import MyAnnotationOut, NextTaskOut, SubmitIn, TaskItemOut, TaskOut
+from labelmill.api.routes.tasks import json_response
 
 _ids = itertools.count(1)
 
 
 def build() -> FastAPI:
+    """Everything labelmill's two routes do but the database: the same middleware and error
+    handlers, the credentials read from the same header, the body validated by the same model,
+    the answer built from the same models and serialised the same way."""
     app = FastAPI(title="queue-echo")
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=16 * 1024 * 1024, max_upload_bytes=1 << 30)
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/api/v1/projects/{project_id}/tasks/next", response_model=NextTaskOut)
-    async def next_task(project_id: int) -> Any:
+    async def next_task(project_id: int, creds: CredentialsDep) -> Any:
         task_id = next(_ids)
         now = datetime.now(UTC)
-        return {
-            "task": {
-                "id": task_id,
-                "project_id": project_id,
-                "state": "leased",
-                "item": {"id": task_id, "data": {"text": f"fast great odd loud new cheap #{task_id}"}},
-                "predictions": [],
-                "leased_at": now,
-                "expires_at": now + timedelta(seconds=600),
-            }
-        }
+        task = TaskOut(
+            id=task_id,
+            project_id=project_id,
+            state="leased",
+            item=TaskItemOut(
+                id=task_id, data={"text": f"fast great odd loud new cheap #{task_id}"}, meta=None
+            ),
+            predictions=[],
+            leased_at=now,
+            expires_at=now + timedelta(seconds=600),
+        )
+        return json_response(NextTaskOut(task=task))
 
     @app.post("/api/v1/tasks/{task_id}/submit", response_model=MyAnnotationOut, status_code=201)
     async def submit(
-        task_id: int, body: SubmitIn, idempotency_key: str | None = Header(None, alias="Idempotency-Key")
+        task_id: int,
+        body: SubmitIn,
+        creds: CredentialsDep,
+        idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
     ) -> Any:
         now = datetime.now(UTC)
-        return {
-            "id": task_id,
-            "task_id": task_id,
-            "item_id": task_id,
-            "value": body.value,
-            "status": "submitted",
-            "lead_seconds": 0.001,
-            "created_at": now,
-            "updated_at": now,
-        }
+        annotation = MyAnnotationOut(
+            id=task_id,
+            task_id=task_id,
+            item_id=task_id,
+            value=body.value,
+            status="submitted",
+            lead_seconds=0.001,
+            created_at=now,
+            updated_at=now,
+        )
+        return json_response(annotation, status_code=201)
 
     return app
 

@@ -32,6 +32,7 @@ from labelmill.jobs.worker import BackgroundWorker
 from labelmill.store.engine import Database
 from labelmill.store.media import LocalMediaStore, MediaStore
 from labelmill.store.pg_async import HotPath
+from labelmill.store.sqlite_hot import SqliteHotPath, sqlite_path
 
 API_PREFIX = "/api/v1"
 
@@ -51,18 +52,22 @@ def create_app(
         worker = BackgroundWorker(db) if run_worker else None
         if worker is not None:
             worker.start()
-        # On PostgreSQL the annotator loop's statements run on the event loop, from a pool
-        # opened here, on the loop that serves the requests.
+        # The annotator loop's statements run on the event loop: on PostgreSQL from an asyncpg
+        # pool opened here, on the loop that serves the requests; on SQLite on a connection
+        # of the loop's own.
         hot = HotPath(db.url) if db.dialect == "postgresql" else None
+        sqlite_hot = SqliteHotPath(db) if db.dialect == "sqlite" and sqlite_path(db.url) else None
         try:
             if hot is not None:
                 await hot.open()
-                app.state.hot_path = hot
+            app.state.hot_path = hot or sqlite_hot
             yield
         finally:
             app.state.hot_path = None
             if hot is not None:
                 await hot.close()
+            if sqlite_hot is not None:
+                sqlite_hot.close()
             if worker is not None:
                 worker.close()
 

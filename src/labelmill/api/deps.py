@@ -15,6 +15,7 @@ from labelmill.store.engine import Database
 from labelmill.store.media import MediaStore
 from labelmill.store.models import User
 from labelmill.store.pg_async import HotPath
+from labelmill.store.sqlite_hot import SqliteHotPath
 
 SESSION_COOKIE = "labelmill_session"
 CSRF_HEADER = "x-requested-with"
@@ -93,9 +94,10 @@ async def current_user(
         return user_service.authenticate_token(conn, creds.secret, kind=creds.kind)
 
 
-async def get_hot_path(request: Request) -> HotPath | None:
-    """The event-loop PostgreSQL pool of the annotator loop (None on SQLite)."""
-    hot: HotPath | None = request.app.state.hot_path
+async def get_hot_path(request: Request) -> HotPath | SqliteHotPath | None:
+    """The annotator loop's event-loop database access: PostgreSQL's asyncpg pool or SQLite's
+    event-loop connection (None in an app served without its lifespan)."""
+    hot: HotPath | SqliteHotPath | None = request.app.state.hot_path
     return hot
 
 
@@ -108,7 +110,7 @@ async def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 UserDep = Annotated[User, Depends(current_user)]
 CredentialsDep = Annotated[Credentials, Depends(credentials)]
-HotPathDep = Annotated[HotPath | None, Depends(get_hot_path)]
+HotPathDep = Annotated[HotPath | SqliteHotPath | None, Depends(get_hot_path)]
 AdminDep = Annotated[User, Depends(admin_user)]
 DbDep = Annotated[Database, Depends(get_db)]
 MediaDep = Annotated[MediaStore, Depends(get_media)]

@@ -19,9 +19,9 @@ SQLite serialises writers (``BEGIN IMMEDIATE``); PostgreSQL locks the chosen ite
 The annotator loop (next task, submit) is the hot path: it runs prepared Core statements on
 one connection (two to five per call, each built once at import), not the ORM unit of work,
 and the rare branches (gold scoring, adaptive overlap) use an ORM session on the same
-connection. On PostgreSQL the API serves the common case from :mod:`queue_pg` instead (the
-same statements, with the token check folded in, run on the event loop) and comes here for
-everything else.
+connection. The API serves the common case from :mod:`queue_pg` and :mod:`queue_sqlite`
+instead (the same statements, with the token check folded in, run on the event loop) and comes
+here for everything else.
 """
 
 from __future__ import annotations

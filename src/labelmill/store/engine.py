@@ -203,6 +203,18 @@ class Database:
         return self._writer.acquire(timeout=60)  # on timeout, fall back on SQLite's busy timeout
 
     @contextmanager
+    def writer_turn(self) -> Iterator[None]:
+        """This process's turn to write to SQLite, taken only if free at once (else
+        :class:`WriterBusy`): for a writer on the event loop (:mod:`labelmill.store.sqlite_hot`)
+        that must never wait."""
+        if not self._writer.acquire(blocking=False):
+            raise WriterBusy
+        try:
+            yield
+        finally:
+            self._writer.release()
+
+    @contextmanager
     def nowait(self) -> Iterator[None]:
         """Within this block, a SQLite write transaction that cannot start at once raises
         :class:`WriterBusy` instead of waiting. The API runs the annotator loop's short

@@ -3,8 +3,7 @@ and annotations, and never learn which items are gold."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel
@@ -31,36 +30,18 @@ from labelmill.api.models import (
     TaskItemOut,
     TaskOut,
 )
-from labelmill.services import queue, queue_pg
+from labelmill.services import queue, queue_pg, queue_sqlite
 from labelmill.services.errors import NotFound
-from labelmill.store.engine import Database, WriterBusy
+from labelmill.services.queue_sqlite import run_writer
+from labelmill.store.engine import Database
 from labelmill.store.models import Annotation
 from labelmill.store.pg_async import HotPath
+from labelmill.store.sqlite_hot import SqliteHotPath
 
 router = APIRouter(tags=["tasks"])
 
-T = TypeVar("T")
 
-
-async def in_transaction(db: Database, call: Callable[[], T]) -> T:
-    """Run one of the annotator loop's short write transactions.
-
-    On SQLite it runs right here on the event loop when the write lock is free at once: one
-    thread does all the writing, so a transaction never waits on the GIL while holding
-    SQLite's only write lock (in a thread pool it would, at every statement, behind the
-    threads parsing other requests). When the lock is taken it goes to a worker thread and
-    waits there. PostgreSQL transactions may wait on row locks, so they always go to a thread.
-    """
-    if db.dialect == "sqlite":
-        try:
-            with db.nowait():
-                return call()
-        except WriterBusy:
-            pass
-    return await run_in_threadpool(call)
-
-
-async def _loop_context(request: Request) -> tuple[Database, HotPath | None]:
+async def _loop_context(request: Request) -> tuple[Database, HotPath | SqliteHotPath | None]:
     """The annotator loop's database and hot path, read directly: two more FastAPI
     dependencies would cost more than what they do here. (The credentials stay a dependency,
     so a request without any gets 401 before its body is looked at.)"""
@@ -106,11 +87,13 @@ def annotation_out(annotation: Annotation | queue.SubmittedAnnotation) -> MyAnno
 )
 async def next_task(project_id: Id, creds: CredentialsDep, request: Request) -> Any:
     db, hot = await _loop_context(request)
-    if hot is not None:
+    if isinstance(hot, HotPath):
         lease = await queue_pg.next_task(hot, db, project_id, creds.token_hash, creds.kind)
-    else:
+    elif hot is not None:
+        lease = await queue_sqlite.next_task(hot, db, project_id, creds.token_hash, creds.kind)
+    else:  # an app served without its lifespan (no hot path opened)
         user = await current_user(db, creds)
-        lease = await in_transaction(db, lambda: queue.next_task(db, project_id, user))
+        lease = await run_writer(db, lambda: queue.next_task(db, project_id, user))
     if lease is None:
         return Response(status_code=204)
     return json_response(NextTaskOut(task=task_out(lease)))
@@ -130,13 +113,17 @@ async def submit(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
 ) -> Any:
     db, hot = await _loop_context(request)
-    if hot is not None:
+    if isinstance(hot, HotPath):
         annotation, created = await queue_pg.submit(
+            hot, db, task_id, creds.token_hash, creds.kind, body.value, idempotency_key=idempotency_key
+        )
+    elif hot is not None:
+        annotation, created = await queue_sqlite.submit(
             hot, db, task_id, creds.token_hash, creds.kind, body.value, idempotency_key=idempotency_key
         )
     else:
         user = await current_user(db, creds)
-        annotation, created = await in_transaction(
+        annotation, created = await run_writer(
             db, lambda: queue.submit(db, task_id, user, body.value, idempotency_key=idempotency_key)
         )
     replayed = {} if created else {"Idempotent-Replayed": "true"}
