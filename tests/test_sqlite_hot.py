@@ -164,3 +164,17 @@ def test_a_failed_transaction_leaves_nothing_behind(hot: SqliteHotPath) -> None:
     assert hot.conn.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
     with hot.db.connect(immediate=True):  # and the in-process writer lock was released
         pass
+
+
+def test_a_failed_commit_is_rolled_back_and_the_connection_stays_usable(hot: SqliteHotPath) -> None:
+    """A COMMIT that fails (here: a deferred foreign key check) leaves SQLite's transaction
+    open; the hot path rolls it back, so the write lock is free and the next call works."""
+    with pytest.raises(sqlite3.IntegrityError), hot.transaction():
+        hot.conn.execute("PRAGMA defer_foreign_keys=ON")
+        hot.conn.execute(
+            "INSERT INTO jobs (project_id, kind, status, progress_done) VALUES (999, 'x', 'done', 0)"
+        )
+    assert not hot.conn.in_transaction
+    with hot.transaction():
+        hot.conn.execute("INSERT INTO jobs (kind, status, progress_done) VALUES ('x', 'done', 0)")
+    assert hot.conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)

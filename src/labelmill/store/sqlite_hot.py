@@ -119,10 +119,12 @@ class SqliteHotPath:
                 raise
             try:
                 yield self
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                # (SQLite itself rolls back on some errors; a failed COMMIT leaves it open)
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     def fetch_one(self, statement: Compiled, values: Mapping[str, Any]) -> Any:
         """The statement's first row (a named tuple), or None."""
