@@ -545,7 +545,7 @@ def test_next_task_query_uses_the_open_items_index(db: Any, client: Any, admin_t
     pid = project(client, admin_token, 50)
     now = datetime.now(UTC)
     params = {"pid": pid, "uid": 1, "by": 1, "overlap": 1, "now": now, "lease_until": now}
-    stmt = queue._TAKE_NEXT if db.dialect == "sqlite" else queue._PG_LEASE_SKIP_LOCKED
+    stmt = queue.TAKE_NEXT if db.dialect == "sqlite" else queue.PG_LEASE_SKIP_LOCKED
     with db.engine.connect() as conn:
         compiled = stmt.compile(conn)
         bound = compiled.construct_params(params)
@@ -571,7 +571,7 @@ def test_pick_probes_the_task_index_per_candidate(db: Any, client: Any, admin_to
     annotators(client, db, admin_token, pid, 1)
     if db.dialect == "sqlite":
         with db.engine.connect() as conn:
-            compiled = queue._TAKE_NEXT.compile(conn)
+            compiled = queue.TAKE_NEXT.compile(conn)
             bound = compiled.construct_params({"pid": pid, "uid": 2, "by": 1, "overlap": 1})
             args = tuple(bound[k] for k in compiled.positiontup or ())
             plan = "\n".join(

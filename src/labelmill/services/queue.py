@@ -125,7 +125,7 @@ class Lease:
     predictions: list[ShownPrediction]
 
 
-#: A stored annotation as the annotator sees it: a row with the columns of ``_ANNOTATION_VIEW``
+#: A stored annotation as the annotator sees it: a row with the columns of ``ANNOTATION_VIEW``
 #: (id, task_id, item_id, value, status, lead_seconds, created_at, updated_at).
 SubmittedAnnotation = Row[*tuple[Any, ...]]
 
@@ -160,11 +160,13 @@ _ANNOTATIONS = cast(Table, Annotation.__table__)
 _PREDICTIONS = cast(Table, Prediction.__table__)
 _JOBS = cast(Table, Job.__table__)
 
-_PID = bindparam("pid", type_=Integer())
-_UID = bindparam("uid", type_=Integer())
-_IID = bindparam("iid", type_=Integer())
-_TID = bindparam("tid", type_=Integer())
-_NOW = bindparam("now", type_=UTCDateTime())
+# The public statements and parameters of this module are shared with the event-loop paths
+# (queue_pg, queue_sqlite), which compose and compile them: one definition of every rule.
+PID = bindparam("pid", type_=Integer())
+UID = bindparam("uid", type_=Integer())
+IID = bindparam("iid", type_=Integer())
+TID = bindparam("tid", type_=Integer())
+NOW = bindparam("now", type_=UTCDateTime())
 _BY = bindparam("by", type_=Integer())
 _OVERLAP = bindparam("overlap", type_=Integer())
 
@@ -177,7 +179,7 @@ def _slot_values(overlap: Any, by: Any = _BY) -> dict[str, Any]:
 
 
 _SLOT_VALUES = _slot_values(_OVERLAP)
-_SHIFT_SLOTS = update(_ITEMS).where(_ITEMS.c.id == _IID).values(_SLOT_VALUES)
+_SHIFT_SLOTS = update(_ITEMS).where(_ITEMS.c.id == IID).values(_SLOT_VALUES)
 
 #: The partial index's own predicate, written as the index writes it: SQLite uses a partial
 #: index only when the query contains its WHERE terms literally, and SQLAlchemy would render
@@ -198,18 +200,18 @@ def _not_mine(uid: Any) -> Any:
     )
 
 
-def _pick(uid: Any, *when: Any) -> Select[Any]:
+def pick_next(uid: Any, *when: Any) -> Select[Any]:
     """The next-task pick: open items annotator ``uid`` has not had, best priority, then oldest
     (``when``: further conditions, which a combined statement uses to pick only if allowed)."""
     return (
         select(_ITEMS.c.id)
-        .where(_ITEMS.c.project_id == _PID, OPEN_ITEMS, _not_mine(uid), *when)
+        .where(_ITEMS.c.project_id == PID, OPEN_ITEMS, _not_mine(uid), *when)
         .order_by(_ITEMS.c.priority.desc(), _ITEMS.c.id)
         .limit(1)
     )
 
 
-_PICK = _pick(_UID)
+_PICK = pick_next(UID)
 _PICK_SKIP_LOCKED = _PICK.with_for_update(skip_locked=True, of=_ITEMS)
 _PICK_WAIT = _PICK.with_for_update(of=_ITEMS)
 
@@ -224,7 +226,7 @@ def _take_next(pick: Select[Any], overlap: Any = _OVERLAP) -> Any:
     )
 
 
-_TAKE_NEXT = _take_next(_PICK)
+TAKE_NEXT = _take_next(_PICK)
 
 
 def live_lease(uid: Any) -> Any:
@@ -232,10 +234,10 @@ def live_lease(uid: Any) -> Any:
     return (
         select(_TASKS.c.id)
         .where(
-            _TASKS.c.project_id == _PID,
+            _TASKS.c.project_id == PID,
             _TASKS.c.annotator_id == uid,
             _TASKS.c.state == "leased",
-            _TASKS.c.expires_at > _NOW,
+            _TASKS.c.expires_at > NOW,
         )
         .order_by(_TASKS.c.id)
         .limit(1)
@@ -246,33 +248,33 @@ def live_lease(uid: Any) -> Any:
 #: Some lease of the project is past its time (reclaiming it needs a transaction).
 HAS_EXPIRED = (
     exists()
-    .where(_TASKS.c.project_id == _PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= _NOW)
+    .where(_TASKS.c.project_id == PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= NOW)
     .label("has_expired")
 )
 
 #: Everything next-task needs to know before picking, in one round trip.
-_NEXT_CONTEXT = (
+NEXT_CONTEXT = (
     select(
         _PROJECTS.c.settings,
         _MEMBERS.c.id.label("member_id"),
         _MEMBERS.c.paused,
         _MEMBERS.c.pause_reason,
         _MEMBERS.c.qualification,
-        live_lease(_UID).label("live_task_id"),
+        live_lease(UID).label("live_task_id"),
         HAS_EXPIRED,
-        exists().where(_PREDICTIONS.c.project_id == _PID).label("has_predictions"),
+        exists().where(_PREDICTIONS.c.project_id == PID).label("has_predictions"),
     )
     .select_from(
         _PROJECTS.outerjoin(
-            _MEMBERS, and_(_MEMBERS.c.project_id == _PROJECTS.c.id, _MEMBERS.c.user_id == _UID)
+            _MEMBERS, and_(_MEMBERS.c.project_id == _PROJECTS.c.id, _MEMBERS.c.user_id == UID)
         )
     )
-    .where(_PROJECTS.c.id == _PID)
+    .where(_PROJECTS.c.id == PID)
 )
 
 _EXPIRED = (
     select(_TASKS.c.id, _TASKS.c.item_id, _TASKS.c.is_gold)
-    .where(_TASKS.c.project_id == _PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= _NOW)
+    .where(_TASKS.c.project_id == PID, _TASKS.c.state == "leased", _TASKS.c.expires_at <= NOW)
     .order_by(_TASKS.c.expires_at)
     .limit(RECLAIM_BATCH)
 )
@@ -280,11 +282,11 @@ _EXPIRED_SKIP_LOCKED = _EXPIRED.with_for_update(skip_locked=True)
 _EXPIRE_TASKS = (
     update(_TASKS)
     .where(_TASKS.c.id.in_(bindparam("ids", expanding=True)))
-    .values(state="expired", finished_at=_NOW)
+    .values(state="expired", finished_at=NOW)
 )
 
 _INSERT_TASK = insert(_TASKS).returning(_TASKS.c.id)
-_ITEM_VIEW = select(_ITEMS.c.data, _ITEMS.c.meta).where(_ITEMS.c.id == _IID)
+_ITEM_VIEW = select(_ITEMS.c.data, _ITEMS.c.meta).where(_ITEMS.c.id == IID)
 _TASK_VIEW = select(
     _TASKS.c.id,
     _TASKS.c.project_id,
@@ -293,15 +295,15 @@ _TASK_VIEW = select(
     _TASKS.c.is_gold,
     _TASKS.c.leased_at,
     _TASKS.c.expires_at,
-).where(_TASKS.c.id == _TID)
-_SHOWN_PREDICTIONS = (
+).where(_TASKS.c.id == TID)
+SHOWN_PREDICTIONS = (
     select(_PREDICTIONS.c.value, _PREDICTIONS.c.score, _PREDICTIONS.c.model_version)
-    .where(_PREDICTIONS.c.project_id == _PID, _PREDICTIONS.c.item_id == _IID)
+    .where(_PREDICTIONS.c.project_id == PID, _PREDICTIONS.c.item_id == IID)
     .order_by(_PREDICTIONS.c.id)
 )
 _ADD_MEMBER = insert(_MEMBERS).values(
-    project_id=_PID,
-    user_id=_UID,
+    project_id=PID,
+    user_id=UID,
     role=bindparam("role", type_=String()),
     qualification=bindparam("qualification", type_=String()),
 )
@@ -324,26 +326,26 @@ SUBMIT_CONTEXT_FROM = _TASKS.join(_ITEMS, _ITEMS.c.id == _TASKS.c.item_id).join(
     _PROJECTS, _PROJECTS.c.id == _TASKS.c.project_id
 )
 #: Everything submit needs to know, in one round trip.
-_SUBMIT_CONTEXT = (
+SUBMIT_CONTEXT = (
     select(
         *SUBMIT_CONTEXT_COLUMNS,
         queued_job("consensus", _TASKS.c.project_id).scalar_subquery().label("queued_consensus"),
     )
     .select_from(SUBMIT_CONTEXT_FROM)
-    .where(_TASKS.c.id == _TID)
+    .where(_TASKS.c.id == TID)
 )
 #: Finishing a task is also the guard against a concurrent submit or reclaim of the same task:
 #: it changes the row only from the state this transaction read.
-_FINISH_TASK = (
+FINISH_TASK = (
     update(_TASKS)
-    .where(_TASKS.c.id == _TID, _TASKS.c.state == bindparam("was", type_=String()))
-    .values(state="submitted", finished_at=_NOW)
+    .where(_TASKS.c.id == TID, _TASKS.c.state == bindparam("was", type_=String()))
+    .values(state="submitted", finished_at=NOW)
 )
-_SLOTS_FOR_LATE_SUBMIT = select(_ITEMS.c.needed, _ITEMS.c.assigned).where(_ITEMS.c.id == _IID)
-_COUNT_ANNOTATION = (
-    update(_ITEMS).where(_ITEMS.c.id == _IID).values(annotation_count=_ITEMS.c.annotation_count + 1)
+_SLOTS_FOR_LATE_SUBMIT = select(_ITEMS.c.needed, _ITEMS.c.assigned).where(_ITEMS.c.id == IID)
+COUNT_ANNOTATION = (
+    update(_ITEMS).where(_ITEMS.c.id == IID).values(annotation_count=_ITEMS.c.annotation_count + 1)
 )
-_ANNOTATION_VIEW = (
+ANNOTATION_VIEW = (
     _ANNOTATIONS.c.id,
     _ANNOTATIONS.c.task_id,
     _ANNOTATIONS.c.item_id,
@@ -353,9 +355,9 @@ _ANNOTATION_VIEW = (
     _ANNOTATIONS.c.created_at,
     _ANNOTATIONS.c.updated_at,
 )
-_INSERT_ANNOTATION = insert(_ANNOTATIONS).returning(*_ANNOTATION_VIEW)
-_BY_KEY = select(*_ANNOTATION_VIEW).where(
-    _ANNOTATIONS.c.annotator_id == _UID, _ANNOTATIONS.c.idempotency_key == bindparam("key", type_=String())
+_INSERT_ANNOTATION = insert(_ANNOTATIONS).returning(*ANNOTATION_VIEW)
+_BY_KEY = select(*ANNOTATION_VIEW).where(
+    _ANNOTATIONS.c.annotator_id == UID, _ANNOTATIONS.c.idempotency_key == bindparam("key", type_=String())
 )
 
 
@@ -370,7 +372,7 @@ def pg_lease_parts(pick: Select[Any], *, uid: Any, overlap: Any, expires_at: Any
     (the task inserted for annotator ``uid``) and the predictions to show, as one JSON array."""
     taken = _take_next(pick, overlap).cte("taken")
     columns = ["project_id", "item_id", "annotator_id", "state", "is_gold", "leased_at", "expires_at"]
-    row = select(_PID, taken.c.id, uid, literal("leased"), false(), _NOW, expires_at).select_from(taken)
+    row = select(PID, taken.c.id, uid, literal("leased"), false(), NOW, expires_at).select_from(taken)
     leased = (
         insert(_TASKS).from_select(columns, row).returning(_TASKS.c.id, _TASKS.c.expires_at).cte("leased")
     )
@@ -384,14 +386,14 @@ def pg_lease_parts(pick: Select[Any], *, uid: Any, overlap: Any, expires_at: Any
     )
     predictions = (
         select(func.json_agg(aggregate_order_by(shown, _PREDICTIONS.c.id), type_=JSONB))
-        .where(_PREDICTIONS.c.project_id == _PID, _PREDICTIONS.c.item_id == taken.c.id)
+        .where(_PREDICTIONS.c.project_id == PID, _PREDICTIONS.c.item_id == taken.c.id)
         .scalar_subquery()
     )
     return taken, leased, predictions
 
 
 def _pg_lease_statement(pick: Select[Any]) -> Select[Any]:
-    taken, leased, predictions = pg_lease_parts(pick, uid=_UID, overlap=_OVERLAP, expires_at=_EXPIRES_AT)
+    taken, leased, predictions = pg_lease_parts(pick, uid=UID, overlap=_OVERLAP, expires_at=_EXPIRES_AT)
     return select(
         leased.c.id.label("task_id"),
         taken.c.id.label("item_id"),
@@ -402,12 +404,12 @@ def _pg_lease_statement(pick: Select[Any]) -> Select[Any]:
 
 
 _EXPIRES_AT = bindparam("lease_until", type_=UTCDateTime())
-_PG_LEASE_SKIP_LOCKED = _pg_lease_statement(_PICK_SKIP_LOCKED)
+PG_LEASE_SKIP_LOCKED = _pg_lease_statement(_PICK_SKIP_LOCKED)
 _PG_LEASE_WAIT = _pg_lease_statement(_PICK_WAIT)
 
 
 def _pg_submit_statement() -> Select[Any]:
-    finished = _FINISH_TASK.returning(_TASKS.c.id, _TASKS.c.item_id).cte("finished")
+    finished = FINISH_TASK.returning(_TASKS.c.id, _TASKS.c.item_id).cte("finished")
     counted = (
         update(_ITEMS)
         .where(_ITEMS.c.id == select(finished.c.item_id).scalar_subquery())
@@ -425,26 +427,26 @@ def _pg_submit_statement() -> Select[Any]:
         "status",
     ]
     row = select(
-        _PID,
+        PID,
         finished.c.item_id,
-        _UID,
+        UID,
         finished.c.id,
         bindparam("a_value", type_=_ANNOTATIONS.c.value.type),
         bindparam("a_lead_seconds", type_=Float()),
         bindparam("a_idempotency_key", type_=String()),
         bindparam("a_status", type_=String()),
     ).select_from(finished)
-    created = insert(_ANNOTATIONS).from_select(columns, row).returning(*_ANNOTATION_VIEW).cte("created")
+    created = insert(_ANNOTATIONS).from_select(columns, row).returning(*ANNOTATION_VIEW).cte("created")
     # the consensus refresh is queued in the same statement, unless one is queued already
-    refresh = select(_PID, literal("consensus"), literal("queued"), literal(0)).where(
-        ~exists(queued_job("consensus", _PID)), exists(select(finished.c.id))
+    refresh = select(PID, literal("consensus"), literal("queued"), literal(0)).where(
+        ~exists(queued_job("consensus", PID)), exists(select(finished.c.id))
     )
     job_columns = ["project_id", "kind", "status", "progress_done"]
     enqueued = insert(_JOBS).from_select(job_columns, refresh).cte("enqueued")
     return select(created).add_cte(counted).add_cte(enqueued)
 
 
-_PG_SUBMIT = _pg_submit_statement()
+PG_SUBMIT = _pg_submit_statement()
 
 
 def _is_pg(conn: Connection) -> bool:
@@ -503,7 +505,7 @@ def _pg_lease_regular(
         "now": now,
         "lease_until": expires_at,
     }
-    row = conn.execute(_PG_LEASE_SKIP_LOCKED, params).first()
+    row = conn.execute(PG_LEASE_SKIP_LOCKED, params).first()
     if row is None and may_wait:
         row = conn.execute(_PG_LEASE_WAIT, params).first()
     if row is None:
@@ -566,11 +568,16 @@ def _first_atomic(db: Database) -> bool:
     return db.dialect != "postgresql"
 
 
+def gold_draw() -> float:
+    """The chance draw, in [0, 1), that mixes a gold item into a stream at ``gold_rate``."""
+    return _rng.random()
+
+
 def next_task(db: Database, project_id: int, user: User, *, draw: float | None = None) -> Lease | None:
     """The caller's next task, or None when nothing is left for them. ``draw`` (in [0, 1)) is
     the chance draw that mixes in gold at the project's ``gold_rate``, when it was drawn
     already; by default it is drawn here."""
-    draw = _rng.random() if draw is None else draw
+    draw = gold_draw() if draw is None else draw
     attempt = 0
     atomic = _first_atomic(db)
     while True:
@@ -595,7 +602,7 @@ def _next_task(
     conn: Connection, project_id: int, user: User, *, atomic: bool, draw: float
 ) -> Lease | _LookAgain | None:
     now = _now()
-    ctx = conn.execute(_NEXT_CONTEXT, {"pid": project_id, "uid": user.id, "now": now}).first()
+    ctx = conn.execute(NEXT_CONTEXT, {"pid": project_id, "uid": user.id, "now": now}).first()
     if ctx is None:
         raise NotFound(f"no project {project_id}", field="project_id")
     qualification = ctx.qualification
@@ -638,7 +645,7 @@ def _next_task(
         data, meta = conn.execute(_ITEM_VIEW, {"iid": item_id}).one()
     else:
         params = {"pid": project_id, "uid": user.id, "by": 1, "overlap": overlap}
-        taken = conn.execute(_TAKE_NEXT, params).first()
+        taken = conn.execute(TAKE_NEXT, params).first()
         if taken is None:
             return None
         (item_id, data, meta), is_gold = taken, False
@@ -662,7 +669,7 @@ def _next_task(
 
 
 def _shown_predictions(conn: Connection, project_id: int, item_id: int) -> list[ShownPrediction]:
-    rows = conn.execute(_SHOWN_PREDICTIONS, {"pid": project_id, "iid": item_id})
+    rows = conn.execute(SHOWN_PREDICTIONS, {"pid": project_id, "iid": item_id})
     return [ShownPrediction(r.value, r.score, r.model_version) for r in rows]
 
 
@@ -766,7 +773,7 @@ def needs_scoring(settings: dict[str, Any], is_gold: bool) -> bool:
 def _submit(
     conn: Connection, task_id: int, user: User, value: Any, key: str | None, *, atomic: bool
 ) -> tuple[SubmittedAnnotation, bool]:
-    row = conn.execute(_SUBMIT_CONTEXT, {"tid": task_id}).first()
+    row = conn.execute(SUBMIT_CONTEXT, {"tid": task_id}).first()
     if row is None or row.annotator_id != user.id:
         raise NotFound(f"no task {task_id}", field="task_id")  # other people's tasks are invisible
     if key is not None and row.state == "submitted":
@@ -793,11 +800,11 @@ def _submit(
     if merged:
         submitted = {f"a_{k}": v for k, v in annotation.items()}
         ids = {"pid": row.project_id, "uid": user.id}
-        created = conn.execute(_PG_SUBMIT, {**finish, **submitted, **ids}).first()
+        created = conn.execute(PG_SUBMIT, {**finish, **submitted, **ids}).first()
         if created is None:
             raise _Raced
     else:
-        if conn.execute(_FINISH_TASK, finish).rowcount != 1:
+        if conn.execute(FINISH_TASK, finish).rowcount != 1:
             raise _Raced
         if late:
             # The lease was reclaimed and its slot went back to the pool (a lease past its
@@ -812,7 +819,7 @@ def _submit(
             conn.execute(_SHIFT_SLOTS, {"iid": row.item_id, "by": 1, "overlap": overlap})
         ids = {"project_id": row.project_id, "item_id": row.item_id, "annotator_id": user.id}
         created = conn.execute(_INSERT_ANNOTATION, {**ids, **annotation, "task_id": task_id}).one()
-        conn.execute(_COUNT_ANNOTATION, {"iid": row.item_id})
+        conn.execute(COUNT_ANNOTATION, {"iid": row.item_id})
     if needs_scoring(settings, row.is_gold):
         # The rare branches (gold scoring, adaptive overlap) use the ORM, in this transaction.
         with Session(bind=conn) as session:

@@ -41,14 +41,15 @@ from labelmill.services import users as user_service
 from labelmill.services.projects import load_schema_json
 from labelmill.services.queue import Lease, SubmittedAnnotation
 from labelmill.store.engine import Database
-from labelmill.store.models import Member, Project, Task
+from labelmill.store.models import Item, Member, Project, Task
 from labelmill.store.pg_async import Compiled, HotPath
 
 _PROJECTS = cast(Table, Project.__table__)
+_ITEMS = cast(Table, Item.__table__)
 _MEMBERS = cast(Table, Member.__table__)
 _TASKS = cast(Table, Task.__table__)
 
-_PID, _TID, _NOW = queue._PID, queue._TID, queue._NOW
+_PID, _TID, _NOW = queue.PID, queue.TID, queue.NOW
 #: The token kind the request may use (``session`` for a cookie), or NULL for any.
 _KIND = bindparam("kind", type_=String())
 #: The chance draw for mixing in gold (``gold_rate``), drawn by the caller.
@@ -114,7 +115,7 @@ def _lease_statement() -> Any:
         .cte("common")
     )
     uid = select(common.c.uid).scalar_subquery()
-    pick = queue._pick(uid, exists(select(common.c.uid))).with_for_update(skip_locked=True, of=queue._ITEMS)
+    pick = queue.pick_next(uid, exists(select(common.c.uid))).with_for_update(skip_locked=True, of=_ITEMS)
     taken, leased, predictions = queue.pg_lease_parts(
         pick,
         uid=uid,
@@ -141,7 +142,7 @@ SUBMIT_CONTEXT = Compiled(
     )
 )
 #: Finish the task, count the label, store the annotation, queue the consensus refresh.
-SUBMIT = Compiled(queue._PG_SUBMIT)
+SUBMIT = Compiled(queue.PG_SUBMIT)
 
 
 def _in_thread(call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -154,7 +155,7 @@ async def next_task(
     """The caller's next task (see :func:`labelmill.services.queue.next_task`), authenticating
     the token in the same statement (``kind`` as for :func:`~labelmill.services.users.token_user`)."""
     now = datetime.now(UTC)
-    draw = queue._rng.random()
+    draw = queue.gold_draw()
     row = await hot.fetch_one(
         LEASE, {"token_hash": token_hash, "kind": kind, "pid": project_id, "now": now, "draw": draw, "by": 1}
     )

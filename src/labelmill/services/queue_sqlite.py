@@ -41,41 +41,41 @@ _JOBS = cast(Table, Job.__table__)
 
 #: The caller, from the hash of their token.
 TOKEN_USER = Compiled(user_service.TOKEN_USER)
-NEXT_CONTEXT = Compiled(queue._NEXT_CONTEXT)
-TAKE_NEXT = Compiled(queue._TAKE_NEXT)
+NEXT_CONTEXT = Compiled(queue.NEXT_CONTEXT)
+TAKE_NEXT = Compiled(queue.TAKE_NEXT)
 INSERT_TASK = Compiled(
     insert(_TASKS)
     .values(
-        project_id=queue._PID,
-        item_id=queue._IID,
-        annotator_id=queue._UID,
+        project_id=queue.PID,
+        item_id=queue.IID,
+        annotator_id=queue.UID,
         state="leased",
         is_gold=False,
-        leased_at=queue._NOW,
+        leased_at=queue.NOW,
         expires_at=bindparam("lease_until", type_=UTCDateTime()),
     )
     .returning(_TASKS.c.id)
 )
-SHOWN_PREDICTIONS = Compiled(queue._SHOWN_PREDICTIONS)
-SUBMIT_CONTEXT = Compiled(queue._SUBMIT_CONTEXT)
-FINISH_TASK = Compiled(queue._FINISH_TASK)
+SHOWN_PREDICTIONS = Compiled(queue.SHOWN_PREDICTIONS)
+SUBMIT_CONTEXT = Compiled(queue.SUBMIT_CONTEXT)
+FINISH_TASK = Compiled(queue.FINISH_TASK)
 INSERT_ANNOTATION = Compiled(
     insert(_ANNOTATIONS)
     .values(
-        project_id=queue._PID,
-        item_id=queue._IID,
-        annotator_id=queue._UID,
-        task_id=queue._TID,
+        project_id=queue.PID,
+        item_id=queue.IID,
+        annotator_id=queue.UID,
+        task_id=queue.TID,
         value=bindparam("a_value", type_=JSON()),
         lead_seconds=bindparam("a_lead_seconds", type_=Float()),
         idempotency_key=bindparam("a_idempotency_key", type_=String()),
         status=bindparam("a_status", type_=String()),
     )
-    .returning(*queue._ANNOTATION_VIEW)
+    .returning(*queue.ANNOTATION_VIEW)
 )
-COUNT_ANNOTATION = Compiled(queue._COUNT_ANNOTATION)
+COUNT_ANNOTATION = Compiled(queue.COUNT_ANNOTATION)
 ENQUEUE_CONSENSUS = Compiled(
-    insert(_JOBS).values(project_id=queue._PID, kind="consensus", status="queued", progress_done=0)
+    insert(_JOBS).values(project_id=queue.PID, kind="consensus", status="queued", progress_done=0)
 )
 
 
@@ -114,7 +114,7 @@ async def next_task(
     """The caller's next task (see :func:`labelmill.services.queue.next_task`), authenticating
     the token in the same transaction (``kind`` as for :func:`~labelmill.services.users.token_user`)."""
     now = datetime.now(UTC)
-    draw = queue._rng.random()
+    draw = queue.gold_draw()
     try:
         with hot.transaction():
             return _lease(hot, project_id, _user(hot, token_hash, kind), now, draw)
