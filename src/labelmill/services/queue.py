@@ -573,6 +573,21 @@ def gold_draw() -> float:
     return _rng.random()
 
 
+def draws_gold(settings: dict[str, Any], draw: float) -> bool:
+    """Whether this next-task serves a gold item, for a :func:`gold_draw` of ``draw``."""
+    return float(settings.get("gold_rate", 0.0)) > draw
+
+
+def needs_qualification(settings: dict[str, Any], qualification: str | None) -> bool:
+    """Whether a member must still qualify on gold items before getting real ones."""
+    return qualification != "qualified" and int(settings.get("qualification_size", 0)) > 0
+
+
+def lease_until(settings: dict[str, Any], now: datetime) -> datetime:
+    """When a lease taken ``now`` expires (``lease_seconds``)."""
+    return now + timedelta(seconds=int(settings.get("lease_seconds", 600)))
+
+
 def next_task(db: Database, project_id: int, user: User, *, draw: float | None = None) -> Lease | None:
     """The caller's next task, or None when nothing is left for them. ``draw`` (in [0, 1)) is
     the chance draw that mixes in gold at the project's ``gold_rate``, when it was drawn
@@ -624,15 +639,15 @@ def _next_task(
     if ctx.has_expired and not atomic:
         raise _NeedsTransaction
     reclaimed = _reclaim_expired(conn, project_id, overlap, now) if ctx.has_expired else 0
-    expires_at = now + timedelta(seconds=int(settings.get("lease_seconds", 600)))
+    expires_at = lease_until(settings, now)
     item_id: int | None = None
     is_gold = False
-    if qualification != "qualified" and int(settings.get("qualification_size", 0)) > 0:
+    if needs_qualification(settings, qualification):
         item_id, is_gold = _pick_gold(conn, project_id, user.id), True
         if item_id is None:
             return None  # nothing left to qualify on: a manager must add gold items
     else:
-        if float(settings.get("gold_rate", 0.0)) > draw:
+        if draws_gold(settings, draw):
             item_id, is_gold = _pick_gold(conn, project_id, user.id), True
         if item_id is None and _is_pg(conn):
             lease = _pg_lease_regular(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, Float, String, Table, bindparam, insert
@@ -134,15 +134,15 @@ def _lease(hot: SqliteHotPath, project_id: int, user: User, now: datetime, draw:
         or ctx.paused
         or ctx.live_task_id is not None
         or ctx.has_expired
-        or (ctx.qualification != "qualified" and int(settings.get("qualification_size", 0)) > 0)
-        or float(settings.get("gold_rate", 0.0)) > draw
+        or queue.needs_qualification(settings, ctx.qualification)
+        or queue.draws_gold(settings, draw)
     ):
         raise _FullPath(user)
     overlap = int(settings.get("overlap", 1))
     taken = hot.fetch_one(TAKE_NEXT, {"pid": project_id, "uid": user.id, "by": 1, "overlap": overlap})
     if taken is None:
         return None
-    expires_at = now + timedelta(seconds=int(settings.get("lease_seconds", 600)))
+    expires_at = queue.lease_until(settings, now)
     task_id = hot.fetch_one(
         INSERT_TASK,
         {"pid": project_id, "iid": taken.id, "uid": user.id, "now": now, "lease_until": expires_at},

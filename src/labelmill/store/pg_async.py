@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 from sqlalchemy import make_url
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
+
+from labelmill.store.compiled import CompiledStatement
 
 #: Connections per API process. The database has two cores' worth of work to do for them; more
 #: connections would only queue inside PostgreSQL instead of in the pool.
@@ -49,25 +50,14 @@ class Row(asyncpg.Record):
             raise AttributeError(name) from None
 
 
-class Compiled:
-    """A Core statement compiled once for asyncpg: its SQL (``$n`` parameters, each cast to its
-    type), the order of its parameters, and the values of the constants SQLAlchemy made
-    parameters of (``LIMIT 1``, literal strings)."""
+class Compiled(CompiledStatement):
+    """A Core statement compiled once for asyncpg (``$n`` parameters, each cast to its type)."""
 
     def __init__(self, statement: ClauseElement) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
-        self.sql = str(compiled)
-        every = compiled.construct_params(_check=False)
-        self.constants = {k: v for k, v in every.items() if v is not None}
-        self.order = tuple(compiled.positiontup or ())
+        super().__init__(statement, _DIALECT)
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
-        merged = {**self.constants, **values}
-        try:
-            return [merged[name] for name in self.order]
-        except KeyError as exc:  # looked for only when one is missing: this runs at every call
-            missing = sorted(name for name in self.order if name not in merged)
-            raise KeyError(f"missing parameters: {missing}") from exc
+        return self.ordered(values)
 
 
 def conninfo(url: str) -> str:

@@ -21,14 +21,14 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import make_url
 from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeEngine
 
+from labelmill.store.compiled import CompiledStatement
 from labelmill.store.engine import Database, WriterBusy
 
 _DIALECT = pysqlite.dialect()
@@ -45,23 +45,19 @@ def _result_processor(type_: TypeEngine[Any]) -> Processor | None:
     return type_.dialect_impl(_DIALECT).result_processor(_DIALECT, None)
 
 
-class Compiled:
-    """A Core statement compiled once for SQLite: its SQL (``?`` parameters), its parameters in
-    order with their bind processors, the values of the constants SQLAlchemy made parameters
-    of (``LIMIT 1``, literal strings), and a row type (a named tuple, so columns are also
-    attributes) with the result processors of its columns."""
+class Compiled(CompiledStatement):
+    """A Core statement compiled once for SQLite (``?`` parameters), with the bind processors
+    of its parameters, and a row type (a named tuple, so columns are also attributes) with the
+    result processors of its columns."""
 
     def __init__(self, statement: ClauseElement) -> None:
-        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
+        super().__init__(statement, _DIALECT)
+        compiled = self.compiled
         if compiled.insert_prefetch or compiled.update_prefetch:
             # Python-side column defaults are computed by SQLAlchemy's execution context,
             # which this path skips: such statements must give those columns a value.
             missing = [c.name for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
             raise ValueError(f"give these columns a value: {missing}")
-        self.sql = str(compiled)
-        every = compiled.construct_params(_check=False)
-        self.constants = {k: v for k, v in every.items() if v is not None}
-        self.order = tuple(compiled.positiontup or ())
         self.processors = tuple(_bind_processor(compiled.binds[name].type) for name in self.order)
         columns = list(getattr(statement, "exported_columns", ()))
         self.row: Any = namedtuple("Row", [c.key for c in columns], rename=True)  # type: ignore[misc]
@@ -69,12 +65,7 @@ class Compiled:
         self._plain = not any(self.results)
 
     def args(self, values: Mapping[str, Any]) -> list[Any]:
-        merged = {**self.constants, **values}
-        try:
-            raw = [merged[name] for name in self.order]
-        except KeyError as exc:  # looked for only when one is missing: this runs at every call
-            missing = sorted(name for name in self.order if name not in merged)
-            raise KeyError(f"missing parameters: {missing}") from exc
+        raw = self.ordered(values)
         return [v if p is None or v is None else p(v) for v, p in zip(raw, self.processors, strict=True)]
 
     def make_row(self, raw: tuple[Any, ...]) -> Any:
