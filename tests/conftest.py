@@ -15,6 +15,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATASETS = Path(os.environ.get("LABELMILL_SHARED_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
 #: Server the PostgreSQL variants use; each pytest worker gets its own database on it.
 PG_URL = os.environ.get("LABELMILL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+#: One id per test run (shared by its xdist workers), so two runs on one server (two clones, a
+#: developer and CI) never drop each other's databases.
+_RUN_ID = (os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"p{os.getpid()}")[:12]
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +34,7 @@ def _pg_database_url(worker: str) -> str | None:
     except ImportError:
         return None
     base = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"labelmill_test_{worker}"
+    name = f"labelmill_test_{_RUN_ID}_{worker}"
     try:
         with psycopg.connect(base, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -42,11 +45,24 @@ def _pg_database_url(worker: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def pg_url(worker_id: str) -> str:
+def pg_url(worker_id: str) -> Iterator[str]:
     url = _pg_database_url(worker_id)
     if url is None:
         pytest.skip("PostgreSQL is not reachable at " + PG_URL)
-    return url
+    yield url
+    _drop_pg_database(url)
+
+
+def _drop_pg_database(url: str) -> None:
+    import psycopg
+
+    db = _PG_DB.pop(url, None)
+    if db is not None:
+        db.dispose()
+    base = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(base, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
