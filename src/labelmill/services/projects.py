@@ -47,6 +47,12 @@ class ProjectSettings(BaseModel):
     qualification_size: int = Field(default=0, ge=0)
     qualification_threshold: float = Field(default=0.8, ge=0, le=1)
     review_rate: float = Field(default=0.0, ge=0, le=1)
+    #: Spammer detection: flag annotators (score and reasons in stats) on evidence only.
+    spam_detection: bool = True
+    #: Pause flagged annotators until a manager resumes them (a manager's resume sticks).
+    auto_pause: bool = True
+    #: Spammer score at which an annotator is flagged (0.5 = any rule at its own threshold).
+    spam_threshold: float = Field(default=0.5, gt=0, le=1)
     assist: AssistSettings | None = None
 
     @model_validator(mode="after")
@@ -69,6 +75,17 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
         if err["type"] == "extra_forbidden":
             msg = f"unknown setting (known: {', '.join(ProjectSettings.model_fields)})"
         raise Invalid(f"settings.{field}: {msg}", field=f"settings.{field}") from None
+
+
+def project_settings(project: Project) -> ProjectSettings:
+    """The project's settings as the typed object (stored settings were validated on write;
+    names added since are filled with their defaults)."""
+    return _settings_cached(json.dumps(project.settings or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _settings_cached(key: str) -> ProjectSettings:
+    return ProjectSettings.model_validate(json.loads(key))
 
 
 def load_schema(raw: Any) -> LabelSchema:
