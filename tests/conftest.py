@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: a test's speed is for bench/, and on a busy 2-core machine a
+# deadline fails correct code at random (timed assertions do not belong in tests).
+settings.register_profile("labelmill", deadline=None, print_blob=True)
+settings.load_profile("labelmill")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: ../shared/datasets beside the clone (or LABELMILL_SHARED_DATASETS); tests skip when absent.
