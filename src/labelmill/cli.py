@@ -253,6 +253,42 @@ def member_add(
     run(go)
 
 
+@member_app.command("pause")
+def member_pause(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    user: Annotated[str, typer.Argument(help="User name or id.")],
+    reason: Annotated[str | None, typer.Option(help="Why (the annotator sees it).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Pause an annotator. A manager's decision sticks: automatic pausing never changes it."""
+    _set_paused(project, user, True, reason, db)
+
+
+@member_app.command("resume")
+def member_resume(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    user: Annotated[str, typer.Argument(help="User name or id.")],
+    db: DbOption = None,
+) -> None:
+    """Resume a paused annotator. The decision sticks: spammer detection and falling gold accuracy
+    no longer pause them until a manager pauses them again."""
+    _set_paused(project, user, False, None, db)
+
+
+def _set_paused(project: str, user: str, paused: bool, reason: str | None, db: str | None) -> None:
+    def go() -> None:
+        from labelmill.services.pausing import manager_decides
+        from labelmill.services.projects import get_member, get_project
+        from labelmill.services.users import get_user
+
+        with database(db).session() as session:
+            p, u = get_project(session, project), get_user(session, user)
+            manager_decides(get_member(session, p, u.id), paused, reason)
+            typer.echo(f"{u.name} is {'paused' if paused else 'resumed'} in {p.name!r}")
+
+    run(go)
+
+
 @app.command("stats")
 def stats_cmd(
     project: Annotated[str, typer.Argument(help="Project id or name.")],

@@ -228,6 +228,8 @@ class Member:
     role: str
     paused: bool = False
     pause_reason: str | None = None
+    #: ``manager`` when a manager decided (automatic pausing never overrides it), ``auto``, or None.
+    paused_by: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -615,6 +617,29 @@ class Client:
         body = {"user": target, "role": role}
         pid = self._project_id(project)
         return _build(Member, self._json("POST", f"/projects/{pid}/members", json=body))
+
+    def pause_member(self, project: ProjectRef, user: int | str | User, reason: str | None = None) -> Member:
+        """Pause an annotator (manager only). The decision sticks: automatic pausing never
+        changes it, and only a manager's :meth:`resume_member` undoes it."""
+        return self._patch_member(project, user, {"paused": True, "pause_reason": reason})
+
+    def resume_member(self, project: ProjectRef, user: int | str | User) -> Member:
+        """Resume a paused annotator (manager only). The decision sticks: spammer detection and
+        falling gold accuracy no longer pause them until a manager pauses them again."""
+        return self._patch_member(project, user, {"paused": False})
+
+    def _patch_member(self, project: ProjectRef, user: int | str | User, body: dict[str, Any]) -> Member:
+        pid = self._project_id(project)
+        if isinstance(user, User):
+            uid = user.id
+        elif isinstance(user, int):
+            uid = user
+        else:
+            found = [m for m in self.members(pid) if m.name == user]
+            if not found:
+                raise NotFoundError(404, f"{user!r} is not a member of project {pid}", field="user")
+            uid = found[0].user_id
+        return _build(Member, self._json("PATCH", f"/projects/{pid}/members/{uid}", json=body))
 
     # -- items -------------------------------------------------------------------------------------
 

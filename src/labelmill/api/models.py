@@ -110,6 +110,8 @@ class MemberOut(BaseModel):
     role: str
     paused: bool
     pause_reason: str | None
+    #: ``manager`` (a manager's decision, which automatic pausing never overrides), ``auto``, or null.
+    paused_by: Literal["manager", "auto"] | None = None
 
 
 class ItemOut(BaseModel):

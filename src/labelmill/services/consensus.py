@@ -31,7 +31,8 @@ from labelmill.quality.spammers import detect_spammers
 from labelmill.quality.spans import relation_consensus, span_consensus
 from labelmill.quality.transcripts import transcript_consensus
 from labelmill.schema import LabelSchema
-from labelmill.services.projects import load_schema
+from labelmill.services import pausing
+from labelmill.services.projects import load_schema, project_settings
 from labelmill.store.engine import Database
 from labelmill.store.models import Annotation, AnnotatorSkill, Consensus, Item, Member, Project
 
@@ -320,26 +321,22 @@ def _corrections(db: Database, project_id: int) -> dict[int, dict[str, Any]]:
         return {item_id: value for item_id, value in rows}
 
 
-def _pause_spammers(session: Session, project_id: int, flags: Mapping[int, tuple[float, str]]) -> None:
-    """Annotators the quality engine flags are paused until a manager resumes them."""
+def _pause_spammers(session: Session, project: Project, flags: Mapping[int, tuple[float, str]]) -> None:
+    """Annotators the quality engine flags are paused until a manager resumes them, when the
+    project's ``auto_pause`` is on and no manager decided otherwise."""
+    settings = project_settings(project)
     for member in session.scalars(
-        select(Member).where(
-            Member.project_id == project_id,
-            Member.user_id.in_(list(flags)),
-            Member.role == "annotator",
-            ~Member.paused,
-        )
+        select(Member).where(Member.project_id == project.id, Member.user_id.in_(list(flags)))
     ):
         score, reason = flags[member.user_id]
-        member.paused = True
-        member.pause_reason = f"flagged as a likely spammer (score {score:.2f}): {reason}"
+        pausing.auto_pause(member, settings, f"flagged as a likely spammer (score {score:.2f}): {reason}")
 
 
 def refresh_consensus(db: Database, project_id: int) -> RefreshResult:
     project, labels, gold, media = _load(db, project_id)
     schema = load_schema(project.label_schema)
     results = aggregate_project(schema, project.settings, labels, gold, media)
-    flags = _spam_flags(schema, labels, results, gold)
+    flags = _spam_flags(schema, labels, results, gold) if project_settings(project).spam_detection else {}
     corrections = _corrections(db, project_id)
     rows = []
     for item_id in labels:
@@ -396,7 +393,7 @@ def refresh_consensus(db: Database, project_id: int) -> RefreshResult:
         session.execute(delete(AnnotatorSkill).where(AnnotatorSkill.project_id == project_id))
         if skill_rows:
             session.execute(insert(AnnotatorSkill), skill_rows)
-        _pause_spammers(session, project_id, flags)
+        _pause_spammers(session, project, flags)
     return RefreshResult(
         items=len(rows),
         controls={n: r.method for n, r in results.items()},

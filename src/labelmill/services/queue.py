@@ -62,9 +62,10 @@ from sqlalchemy.orm import Session
 from labelmill.quality.decision import item_posterior
 from labelmill.quality.gold import gold_score, is_correct
 from labelmill.schema import AnnotationValueError, LabelSchema, check_value
+from labelmill.services import pausing
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
 from labelmill.services.jobs import enqueue, queued_job
-from labelmill.services.projects import load_schema, load_schema_json
+from labelmill.services.projects import load_schema, load_schema_json, project_settings
 from labelmill.store.engine import Database
 from labelmill.store.models import (
     Annotation,
@@ -857,24 +858,29 @@ def _submit(
 
 
 def _check_gold(session: Session, project: Project, user: User) -> None:
-    """Qualification and running gold accuracy: pause an annotator who falls below the bar."""
+    """Qualification and running gold accuracy: pause an annotator who falls below the bar
+    (a manager's decision to keep them working sticks; see :mod:`labelmill.services.pausing`)."""
     member = _member(session, project, user)
+    settings = project_settings(project)
     accuracy, n = gold_accuracy(session, project, user.id)
-    threshold = float(project.settings.get("qualification_threshold", 0.8))
-    size = int(project.settings.get("qualification_size", 0))
+    threshold = settings.qualification_threshold
+    size = settings.qualification_size
     if member.qualification != "qualified" and size == 0:
         member.qualification = "qualified"  # the project asks for no qualification
     if member.qualification != "qualified":
         if n >= size:
             if accuracy is not None and accuracy >= threshold:
                 member.qualification = "qualified"
-            else:
+            elif member.paused_by != pausing.MANAGER:
+                # Failing qualification is a gate, not a judgement: it holds with auto_pause off.
                 member.paused = True
+                member.paused_by = pausing.AUTO
                 member.pause_reason = f"failed qualification: gold accuracy {accuracy:.2f} < {threshold:.2f}"
         return
     if n >= MIN_GOLD_FOR_PAUSE and accuracy is not None and accuracy < threshold:
-        member.paused = True
-        member.pause_reason = f"gold accuracy fell to {accuracy:.2f} (< {threshold:.2f}) over {n} gold items"
+        pausing.auto_pause(
+            member, settings, f"gold accuracy fell to {accuracy:.2f} (< {threshold:.2f}) over {n} gold items"
+        )
 
 
 def gold_accuracy(session: Session, project: Project, user_id: int) -> tuple[float | None, int]:

@@ -113,6 +113,9 @@ class Member(Base):
     role: Mapped[str] = mapped_column(String(16))
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     pause_reason: Mapped[str | None] = mapped_column(Text)
+    #: Who set ``paused`` last: ``manager`` (a decision automatic pausing never overrides),
+    #: ``auto`` (spammer detection or gold accuracy), or None (never decided).
+    paused_by: Mapped[str | None] = mapped_column(String(16))
     #: ``pending`` until the annotator has passed the project's gold qualification, then ``qualified``.
     qualification: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Response
 
 from labelmill.api.deps import SessionDep, UserDep
 from labelmill.api.models import Id, MemberIn, MemberOut, MemberPatch, Page
+from labelmill.services import pausing
 from labelmill.services import projects as project_service
 from labelmill.services import users as user_service
 from labelmill.store.models import Member, User
@@ -18,6 +19,7 @@ def member_out(member: Member, user: User) -> MemberOut:
         role=member.role,
         paused=member.paused,
         pause_reason=member.pause_reason,
+        paused_by=member.paused_by,
     )
 
 
@@ -56,10 +58,8 @@ def patch_member(
     if body.role is not None:
         member.role = body.role
     if body.paused is not None:
-        member.paused = body.paused
-        member.pause_reason = body.pause_reason if body.paused else None
-        if not body.paused:
-            member.qualification = "qualified"  # a manager who resumes an annotator vouches for them
+        # A manager's decision sticks: automatic pausing never overrides it.
+        pausing.manager_decides(member, body.paused, body.pause_reason)
     session.flush()
     return member_out(member, user_service.get_user(session, user_id))
 
