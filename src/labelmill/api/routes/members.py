@@ -7,7 +7,7 @@ from labelmill.api.models import Id, MemberIn, MemberOut, MemberPatch, Page
 from labelmill.services import pausing
 from labelmill.services import projects as project_service
 from labelmill.services import users as user_service
-from labelmill.store.models import Member, User
+from labelmill.services.types import Member, User
 
 router = APIRouter(tags=["members"])
 

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Response
 from labelmill.api.deps import SessionDep, UserDep
 from labelmill.api.models import Id, Page, ProjectIn, ProjectOut, ProjectPatch
 from labelmill.services import projects as project_service
-from labelmill.store.models import Project
+from labelmill.services.types import Project
 
 router = APIRouter(tags=["projects"])
 

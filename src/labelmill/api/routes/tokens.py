@@ -6,7 +6,7 @@ from sqlalchemy import select
 from labelmill.api.deps import SessionDep, UserDep
 from labelmill.api.models import Id, NewTokenOut, Page, TokenIn, TokenOut
 from labelmill.services import users as user_service
-from labelmill.store.models import ApiToken
+from labelmill.services.types import ApiToken
 
 router = APIRouter(tags=["tokens"])
 

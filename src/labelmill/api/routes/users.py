@@ -7,7 +7,7 @@ from labelmill.api.deps import AdminDep, SessionDep
 from labelmill.api.models import Page, UserIn, UserOut
 from labelmill.api.routes.auth import user_out
 from labelmill.services import users as user_service
-from labelmill.store.models import User
+from labelmill.services.types import User
 
 router = APIRouter(tags=["users"])
 
