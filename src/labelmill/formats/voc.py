@@ -24,7 +24,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from labelmill.formats.coco import (
+from labelmill.formats.exporting import ExportContext, ExportRow, controls_of
+from labelmill.formats.images import (
     ImageSkips,
     LabelTarget,
     bounds,
@@ -39,7 +40,6 @@ from labelmill.formats.coco import (
     points_of,
     unique_stem,
 )
-from labelmill.formats.exporting import ExportContext, ExportRow, controls_of
 from labelmill.formats.media import IMAGE_EXTENSIONS, probe_media
 from labelmill.formats.records import FormatError, ImportRecord
 

@@ -27,7 +27,8 @@ from typing import Any, Literal
 
 import yaml
 
-from labelmill.formats.coco import (
+from labelmill.formats.exporting import ExportContext, ExportRow, controls_of
+from labelmill.formats.images import (
     ImageSkips,
     LabelTarget,
     box_of,
@@ -42,8 +43,7 @@ from labelmill.formats.coco import (
     points_of,
     unique_stem,
 )
-from labelmill.formats.coco import class_names as schema_classes
-from labelmill.formats.exporting import ExportContext, ExportRow, controls_of
+from labelmill.formats.images import class_names as schema_classes
 from labelmill.formats.media import IMAGE_EXTENSIONS, probe_media
 from labelmill.formats.records import FormatError, ImportRecord
 

@@ -23,18 +23,23 @@ from labelmill.services.projects import load_schema
 from labelmill.services.users import get_or_create_annotator
 from labelmill.store.bulk import ItemRow, insert_items, update_items
 from labelmill.store.engine import Database
-from labelmill.store.media import KEY_PREFIX, MediaStore, safe_media_name
+from labelmill.store.media import MEDIA_SCHEME, MediaStore, media_url, resolve_ref, safe_media_name
 from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project, Task, labels_needed
 
 OnDuplicate = Literal["reject", "update", "skip"]
 ON_DUPLICATE = ("reject", "update", "skip")
 BATCH = 5000
-MEDIA_SCHEME = "media://"
-
-
-def media_url(key: str) -> str:
-    """How item data refers to a stored media file: ``media://<project_id>/<name>``."""
-    return MEDIA_SCHEME + key.removeprefix(KEY_PREFIX)
+def _media_refs(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    """Every ``media://`` string in item data, with its ``data.field[i]`` path."""
+    if isinstance(value, str):
+        if value.startswith(MEDIA_SCHEME):
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _media_refs(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _media_refs(v, f"{path}[{i}]")
 
 
 @dataclass
@@ -92,6 +97,13 @@ class _Importer:
 
     # -- validation --------------------------------------------------------------------------
     def _check(self, rec: ImportRecord) -> None:
+        # Item data may name media only inside this project: a reference to another project's file
+        # would be served, and shipped by exports, to whoever can read this one.
+        for where, ref in _media_refs(rec.data, "data"):
+            try:
+                resolve_ref(ref, self.project.id)
+            except ValueError as exc:
+                raise FormatError(rec.source, rec.line, where, str(exc)) from None
         for control, source in self.sources.items():
             if source not in rec.data:
                 raise FormatError(
