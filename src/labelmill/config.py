@@ -15,6 +15,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path.home() / ".labelmill"
     database_url: str | None = None
+    #: Where media files are kept, as a URL: ``file:///srv/labelmill/media`` or a plain folder
+    #: (``LABELMILL_MEDIA_URL``; ``labelmill serve --media URL``). Only local folders for now.
+    media_url: str | None = None
+    #: The older way to name a local media folder (``LABELMILL_MEDIA_DIR``); ``media_url`` wins.
     media_dir: Path | None = None
     #: Largest accepted upload (bytes) for ``POST /imports``; bigger requests get 413.
     max_upload_bytes: int = 512 * 1024 * 1024
@@ -26,8 +30,11 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.data_dir / 'labelmill.db'}"
 
-    def resolved_media_dir(self) -> Path:
-        return self.media_dir or (self.data_dir / "media")
+    def resolved_media_url(self) -> str:
+        """The media store's URL: ``media_url``, else ``media_dir``, else ``<data_dir>/media``."""
+        if self.media_url:
+            return self.media_url
+        return (self.media_dir or (self.data_dir / "media")).expanduser().resolve().as_uri()
 
 
 def get_settings() -> Settings:

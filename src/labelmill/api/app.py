@@ -30,7 +30,7 @@ from labelmill.api.routes import (
 from labelmill.config import Settings, get_settings
 from labelmill.jobs.worker import BackgroundWorker
 from labelmill.store.engine import Database
-from labelmill.store.media import LocalMediaStore, MediaStore
+from labelmill.store.media import MediaStore, open_media_store
 from labelmill.store.pg_async import HotPath
 from labelmill.store.sqlite_hot import SqliteHotPath, sqlite_path
 
@@ -82,7 +82,7 @@ def create_app(
     )
     app.state.db = db
     app.state.hot_path = None
-    app.state.media = media or LocalMediaStore(settings.resolved_media_dir())
+    app.state.media = media or open_media_store(settings.resolved_media_url())
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(

@@ -21,11 +21,10 @@ from labelmill.formats.jsonl_export import export_row
 from labelmill.services.items import ItemFilter
 from labelmill.services.projects import load_schema
 from labelmill.store.engine import Database
-from labelmill.store.media import KEY_PREFIX, MediaStore
+from labelmill.store.media import MEDIA_SCHEME, MediaStore
 from labelmill.store.models import Annotation, Consensus, Item, Prediction, Project, User
 
 BATCH = 2000
-MEDIA_SCHEME = "media://"
 
 
 def iter_export_rows(
@@ -77,20 +76,18 @@ def iter_export_rows(
         last_id = items[-1].id
 
 
-def media_resolver(media: MediaStore | None) -> Callable[[str], Path | None]:
-    """``media://<project>/<name>`` -> the local file, when the store keeps files locally."""
+def media_resolver(media: MediaStore | None, project_id: int) -> Callable[[str], Path | None]:
+    """``media://<project>/<name>`` -> the local file, when the store keeps it locally and the
+    reference lies inside ``project_id`` (a reference to another project's media gives None, so an
+    export never ships another project's files)."""
 
     def resolve(ref: str) -> Path | None:
         if media is None or not isinstance(ref, str) or not ref.startswith(MEDIA_SCHEME):
             return None
-        path_of = getattr(media, "path", None)
-        if path_of is None:
-            return None
         try:
-            path: Path = path_of(KEY_PREFIX + ref.removeprefix(MEDIA_SCHEME))
+            return media.local_path(media.resolve(ref, project_id))
         except (ValueError, OSError):
             return None
-        return path if path.is_file() else None
 
     return resolve
 
@@ -115,7 +112,7 @@ def export_project(
         ctx = ExportContext(
             schema=load_schema(project.label_schema),
             options=options or ExportOptions(),
-            media_path=media_resolver(media),
+            media_path=media_resolver(media, project_id),
             project_name=project.name,
         )
 

@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from labelmill.schema import LabelSchema, SchemaError, parse_schema, schema_to_json
 from labelmill.services.errors import Conflict, Forbidden, Invalid, NotFound
-from labelmill.store.models import MEMBER_ROLES, Item, Member, Project, User, labels_needed
+from labelmill.store.media import MediaStore
+from labelmill.store.models import MEMBER_ROLES, Item, Job, Member, Project, User, labels_needed
+
+log = logging.getLogger("labelmill.projects")
 
 #: Roles that may manage a project; reviewers additionally read items and annotations.
 MANAGE = ("manager",)
@@ -257,8 +263,51 @@ def _check_schema_change(old: LabelSchema, new: LabelSchema) -> None:
             )
 
 
-def delete_project(session: Session, project: Project) -> None:
+def delete_project(session: Session, project: Project, *, media: MediaStore | None = None) -> None:
+    """Delete a project with everything in it: its rows, its media files (from ``media``) and the
+    files its export jobs wrote.
+
+    The files go once the deletion is committed (a rolled-back delete keeps them), so nothing a later
+    project could be served or downloaded is left behind (project ids are never reused either:
+    migration 0006).
+    """
+    project_id = project.id
+    exports = [
+        Path(str(result["file"]))
+        for result in session.scalars(
+            select(Job.result).where(Job.project_id == project_id, Job.kind == "export")
+        )
+        if isinstance(result, dict) and result.get("file")
+    ]
     session.delete(project)
+    session.flush()
+
+    def remove_files() -> None:
+        if media is not None:
+            media.delete_project(project_id)
+        for path in exports:
+            path.unlink(missing_ok=True)
+
+    _after_commit(session, remove_files)
+
+
+def _after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once when the session's transaction commits; never if it rolls back first."""
+    state = {"pending": True}
+
+    def committed(_: Session) -> None:
+        if state["pending"]:
+            state["pending"] = False
+            try:
+                action()
+            except OSError:  # the rows are gone; a file that cannot be removed is logged, not fatal
+                log.exception("deleting a project's files failed")
+
+    def rolled_back(_: Session) -> None:
+        state["pending"] = False
+
+    event.listen(session, "after_commit", committed)
+    event.listen(session, "after_rollback", rolled_back)
 
 
 def project_item_count(session: Session, project_id: int) -> int:

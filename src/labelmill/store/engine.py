@@ -92,12 +92,49 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine.dialect.name == "sqlite":
+        _migrate_sqlite(engine, cfg)
+        return
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Several API processes may start at once: one migrates, the others wait.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7240513)")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def _migrate_sqlite(engine: Engine, cfg: Any) -> None:
+    """SQLite migrations run with foreign-key enforcement off, as SQLite's own procedure for
+    changing a table asks: a batch migration rebuilds a table (copy, drop, rename), and dropping
+    a referenced table with enforcement on would cascade-delete the rows that reference it. The
+    pragma is a no-op inside a transaction, so it is set on the connection before BEGIN; every
+    reference is checked before the migration commits, and enforcement is back on afterwards."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(cfg).get_heads())
+    with engine.connect() as conn:
+        if set(MigrationContext.configure(conn).get_current_heads()) == heads:
+            conn.rollback()
+            return  # up to date: no pragma juggling, no reference check on every start
+        conn.rollback()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    table, rowid, parent, _ = broken[0]
+                    raise RuntimeError(
+                        f"migration left {len(broken)} broken reference(s), e.g. {table} row {rowid} "
+                        f"-> {parent}; nothing was changed"
+                    )
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 #: Set by :meth:`Database.nowait`: write transactions started in this context must not wait.

@@ -91,6 +91,8 @@ class ApiToken(Base):
 
 class Project(Base):
     __tablename__ = "projects"
+    #: SQLite: never reuse a deleted project's id (files keyed by it must not reach a newcomer).
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)

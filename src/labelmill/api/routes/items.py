@@ -12,7 +12,6 @@ from labelmill.services import items as item_service
 from labelmill.services import predictions as prediction_service
 from labelmill.services import projects as project_service
 from labelmill.services.errors import NotFound
-from labelmill.store.media import LocalMediaStore, media_key
 
 router = APIRouter(tags=["items"])
 
@@ -84,14 +83,16 @@ def delete_item(project_id: Id, item_id: Id, user: UserDep, session: SessionDep)
 def get_media(project_id: Id, name: str, user: UserDep, session: SessionDep, media: MediaDep) -> Response:
     project_service.project_for(session, user, project_id)
     try:
-        key = media_key(f"{project_id}/{name}")
+        # resolve() keeps the name inside this project's media, whatever the name holds.
+        key = media.resolve(name, project_id)
         found = media.exists(key)
     except ValueError:
         found = False
     if not found:
         raise NotFound(f"no media file {name!r}", field="name")
-    if isinstance(media, LocalMediaStore):
-        return FileResponse(media.path(key))
+    local = media.local_path(key)
+    if local is not None:
+        return FileResponse(local)
     return StreamingResponse(
         media.open(key), media_type=mimetypes.guess_type(name)[0] or "application/octet-stream"
     )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from labelmill.api.deps import SessionDep, UserDep
+from labelmill.api.deps import MediaDep, SessionDep, UserDep
 from labelmill.api.models import Id, Page, ProjectIn, ProjectOut, ProjectPatch
 from labelmill.services import projects as project_service
 from labelmill.services.types import Project
@@ -82,7 +82,7 @@ def patch_project(project_id: Id, body: ProjectPatch, user: UserDep, session: Se
 
 
 @router.delete("/projects/{project_id}", status_code=204, summary="Delete a project and everything in it")
-def delete_project(project_id: Id, user: UserDep, session: SessionDep) -> Response:
+def delete_project(project_id: Id, user: UserDep, session: SessionDep, media: MediaDep) -> Response:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
-    project_service.delete_project(session, project)
+    project_service.delete_project(session, project, media=media)
     return Response(status_code=204)
