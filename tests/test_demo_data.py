@@ -12,9 +12,9 @@ import pytest
 import soundfile
 from PIL import Image
 
+from labelmill.demo import DemoProject, build_demo_projects
+from labelmill.demo.content import demo_data, keyword_sentiment
 from labelmill.schema import AnnotationValueError, check_value, parse_schema
-from labelmill.services import demo_data
-from labelmill.services.demo_data import DemoProject, build_demo_projects
 
 MEDIA_FIELDS = ("image", "audio")
 
@@ -114,7 +114,7 @@ def test_sentiment_project(projects: list[DemoProject]) -> None:
             assert value["sentiment"] in classes
     # The pre-labels are exactly what the documented keyword rule says.
     for record in predicted:
-        label, score = demo_data._keyword_sentiment(record["data"]["text"])
+        label, score = keyword_sentiment(record["data"]["text"])
         assert record["predictions"][0]["value"] == {"sentiment": label}
         assert record["predictions"][0]["score"] == score
 
@@ -125,7 +125,7 @@ def test_sentiment_project(projects: list[DemoProject]) -> None:
 def test_gold_spans_slice_to_their_entities(projects: list[DemoProject]) -> None:
     project = by_control_type(projects, "spans")
     assert 15 <= len(project.records) <= 30
-    written = {text: entities for text, entities, _ in demo_data._NER_SENTENCES}
+    written = {s["text"]: [tuple(e) for e in s["entities"]] for s in demo_data("entities")["sentences"]}
     gold = [r for r in project.records if "gold" in r]
     assert len(gold) >= 3
     for record in gold:
@@ -162,11 +162,12 @@ def test_every_span_and_relation_is_consistent(projects: list[DemoProject]) -> N
                 assert relation["from"] in ids and relation["to"] in ids
                 assert relation["label"] in relations_control["classes"]
     # Predictions are the gazetteer's names, found where they are.
+    gazetteer = demo_data("entities")["model"]["gazetteer"]
     for record in project.records:
         for prediction in record.get("predictions", []):
             text = record["data"]["text"]
             for span in prediction["value"][spans_control["name"]]:
-                assert demo_data._GAZETTEER[text[span["start"] : span["end"]]] == span["label"]
+                assert gazetteer[text[span["start"] : span["end"]]] == span["label"]
 
 
 # -- images --------------------------------------------------------------------------------------

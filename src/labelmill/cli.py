@@ -41,6 +41,15 @@ DbOption = Annotated[
         "--db", help="Database URL (default: LABELMILL_DATABASE_URL, else SQLite in the data directory)."
     ),
 ]
+MediaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--media",
+        metavar="URL",
+        help="Media store: a folder or file:// URL (default: LABELMILL_MEDIA_URL, else media/ "
+        "in the data directory). Other URL schemes (s3://) are not supported yet.",
+    ),
+]
 T = TypeVar("T")
 
 
@@ -90,6 +99,14 @@ def database(url: str | None) -> Any:
     from labelmill.store.engine import open_database
 
     return open_database(url)
+
+
+def media_store(url: str | None) -> Any:
+    """The media store at ``url`` (default: the settings'); a bad URL is a one-line ``ValueError``."""
+    from labelmill.config import get_settings
+    from labelmill.store.media import open_media_store
+
+    return open_media_store(url or get_settings().resolved_media_url())
 
 
 def run(fn: Callable[[], T]) -> T:
@@ -406,16 +423,16 @@ def import_(
         typer.Option(help="What an existing external_id does: reject the import, update it, or skip it."),
     ] = OnDuplicate.reject,
     db: DbOption = None,
+    media_url: MediaOption = None,
 ) -> None:
     """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored."""
 
     def go() -> None:
-        from labelmill.config import get_settings
         from labelmill.formats import read_any
         from labelmill.services.ingest import import_records, iter_all, reader_options
         from labelmill.services.projects import get_project, load_schema
-        from labelmill.store.media import LocalMediaStore
 
+        media = media_store(media_url)
         for f in files:
             if not f.exists():
                 fail(f"{f}: no such file or folder")
@@ -426,7 +443,6 @@ def import_(
         options = reader_options(schema, format, target=as_.value, control=control) if format else {}
         totals = [_count_lines(f) for f in files]
         total = sum(t for t in totals if t) if all(t is not None for t in totals) else None
-        media = LocalMediaStore(get_settings().resolved_media_dir())
         with _progress() as bar:
             task = bar.add_task("importing", total=total)
             records = iter_all(read_any(f, format, **options) for f in files)
@@ -490,17 +506,16 @@ def export(
         list[str] | None, typer.Option("--slice", help="Only items whose meta has key=value (repeatable).")
     ] = None,
     db: DbOption = None,
+    media_url: MediaOption = None,
 ) -> None:
     """Export a project in a format training code reads (jsonl imports back unchanged)."""
 
     def go() -> None:
-        from labelmill.config import get_settings
         from labelmill.formats.exporting import EXPORTERS, ExportOptions
         from labelmill.formats.jsonl_export import write_jsonl
         from labelmill.services.export import export_project, iter_export_rows
         from labelmill.services.items import ItemFilter
         from labelmill.services.projects import get_project, project_item_count
-        from labelmill.store.media import LocalMediaStore
 
         if format not in EXPORTERS:
             fail(f"unknown export format {format!r} (known: {', '.join(EXPORTERS)})")
@@ -515,7 +530,7 @@ def export(
                 fail("only jsonl can be written to stdout")
             n = write_jsonl(iter_export_rows(database_, p.id, filt), sys.stdout)
         else:
-            media = LocalMediaStore(get_settings().resolved_media_dir())
+            media = media_store(media_url)
             tmp = out.with_name(out.name + ".partial")
             with _progress() as bar:
                 task = bar.add_task("exporting", total=total)
@@ -686,6 +701,7 @@ def serve(
         bool,
         typer.Option("--worker/--no-worker", help="Run background jobs (consensus refresh) in the server."),
     ] = True,
+    media_url: MediaOption = None,
 ) -> None:
     """Serve the REST API (and /docs), with a background job worker in each process."""
     import uvicorn
@@ -694,8 +710,10 @@ def serve(
 
     url = db or get_settings().resolved_database_url()
     with friendly_errors():
+        store = media_store(media_url)  # a bad --media fails here, in one line, not in each worker
         database(url).dispose()  # migrate once, before the workers start
     os.environ["LABELMILL_DATABASE_URL"] = url
+    os.environ["LABELMILL_MEDIA_URL"] = store.url
     os.environ["LABELMILL_SERVE_WORKER"] = "1" if worker else "0"
     uvicorn.run(
         "labelmill.api.server:build",
@@ -716,28 +734,30 @@ def demo(
     serve_: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Start the server after loading the demo.")
     ] = True,
+    media_url: MediaOption = None,
 ) -> None:
-    """Load one demo project per data type, print the login, and start the server."""
+    """Load one demo project per data type, print the login, and start the server (unless --no-serve)."""
 
     def go() -> tuple[str, str]:
-        from labelmill.config import get_settings
-        from labelmill.services.demo import load_demo
-        from labelmill.store.media import LocalMediaStore
+        from labelmill.demo import load_demo
 
         password = secrets.token_urlsafe(9)
+        store = media_store(media_url)
         database_ = database(db)
-        created = load_demo(
-            database_, LocalMediaStore(get_settings().resolved_media_dir()), password=password
-        )
+        created = load_demo(database_, store, password=password)
         for name, count in created:
             typer.echo(f"  {name}: {count} items")
         return "demo", password
 
     name, password = run(go)
-    typer.echo(f"\nlabelmill {__version__} demo at http://{host}:{port}/  (API docs: /docs)")
+    if serve_:
+        typer.echo(f"\nlabelmill {__version__} demo at http://{host}:{port}/  (API docs: /docs)")
+    else:
+        typer.echo(f"\nlabelmill {__version__} demo loaded; not serving (--no-serve).")
+        typer.echo("start the server with `labelmill serve` (same --db and --media), then log in")
     typer.echo(f"login: {name}  password: {password}")
     if serve_:
-        serve(db=db, host=host, port=port, workers=1, worker=True)
+        serve(db=db, host=host, port=port, workers=1, worker=True, media_url=media_url)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from labelmill.services import jobs as job_service
@@ -31,12 +30,13 @@ def _consensus(db: Database, job: Job) -> dict[str, Any]:
 
 def _export(db: Database, job: Job) -> dict[str, Any]:
     from labelmill.services.export import run_export_job
-    from labelmill.store.media import LocalMediaStore
+    from labelmill.store.media import open_media_store
 
     if job.project_id is None or not job.params:
         raise ValueError("export job without a project or parameters")
-    media_root = job.params.get("media_root")
-    media = LocalMediaStore(Path(media_root)) if media_root else None
+    # "media" is the store's URL; "media_root" (a folder) is what jobs queued by older versions hold.
+    location = job.params.get("media") or job.params.get("media_root")
+    media = open_media_store(location) if location else None
     return run_export_job(
         db,
         job.params,

@@ -29,6 +29,8 @@ from labelmill.store.models import Annotation, Consensus, Item, Prediction, Proj
 OnDuplicate = Literal["reject", "update", "skip"]
 ON_DUPLICATE = ("reject", "update", "skip")
 BATCH = 5000
+
+
 def _media_refs(value: Any, path: str) -> Iterator[tuple[str, str]]:
     """Every ``media://`` string in item data, with its ``data.field[i]`` path."""
     if isinstance(value, str):

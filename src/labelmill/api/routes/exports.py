@@ -105,7 +105,6 @@ def start_export(
     project_service.project_for(session, user, project_id, project_service.MANAGE)
     _check_format(body.format)
     settings = request.app.state.settings
-    media_root = getattr(request.app.state.media, "root", None)
     params = {
         "format": body.format,
         "options": {
@@ -120,7 +119,7 @@ def start_export(
             "meta": sorted(body.slice.items()),
         },
         "out_dir": str(Path(settings.data_dir) / "exports"),
-        "media_root": str(media_root) if media_root else None,
+        "media": request.app.state.media.url,  # a URL, never a path: open_media_store reopens it
     }
     session.commit()
     job_id = job_service.schedule_export(db, project_id, params, user)

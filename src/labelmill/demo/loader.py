@@ -1,4 +1,4 @@
-"""``labelmill demo``: load the demo projects (one per data type) into a database.
+"""Load the demo projects into a database and a media store.
 
 Idempotent: projects that already exist are left as they are; the ``demo`` admin's password
 is reset on every run so that the printed login always works.
@@ -10,13 +10,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from labelmill.demo.content import DemoProject, build_demo_projects
 from labelmill.formats.records import ImportRecord
-from labelmill.services.demo_data import DemoProject, build_demo_projects
-from labelmill.services.ingest import import_records, media_url
+from labelmill.services.ingest import import_records
 from labelmill.services.projects import create_project, project_item_count
 from labelmill.services.users import create_user, hash_password
 from labelmill.store.engine import Database
-from labelmill.store.media import MediaStore
+from labelmill.store.media import MediaStore, media_url
 from labelmill.store.models import Project, User
 
 DEMO_USER = "demo"
@@ -55,6 +55,7 @@ def _records(demo: DemoProject, project_id: int, media: MediaStore) -> list[Impo
 
 
 def load_demo(db: Database, media: MediaStore, *, password: str) -> list[tuple[str, int]]:
+    """Create the demo admin and any demo project not there yet; returns (project name, items)."""
     user_id = _demo_user(db, password)
     loaded: list[tuple[str, int]] = []
     for demo in build_demo_projects():
