@@ -457,9 +457,9 @@ def import_(
         summary = ", ".join(f"{v} {k}" for k, v in result.as_dict().items() if v)
         typer.echo(f"imported into project {project_id}: {summary or 'nothing'}")
         if result.needs_consensus:
-            from labelmill.jobs.worker import run_pending
+            from labelmill.jobs.executor import run_pending
 
-            run_pending(database_, project_id=project_id)
+            run_pending(database_, project_id=project_id, kinds=("consensus",))
             typer.echo("consensus refreshed")
 
     run(go)
@@ -513,6 +513,8 @@ def export(
     def go() -> None:
         from labelmill.formats.exporting import EXPORTERS, ExportOptions
         from labelmill.formats.jsonl_export import write_jsonl
+        from labelmill.jobs.executor import InlineExecutor
+        from labelmill.jobs.freshness import ensure_consensus_fresh
         from labelmill.services.export import export_project, iter_export_rows
         from labelmill.services.items import ItemFilter
         from labelmill.services.projects import get_project, project_item_count
@@ -525,6 +527,9 @@ def export(
         with database_.session() as session:
             p = get_project(session, project)
             total = project_item_count(session, p.id)
+        # Every label stored before this export is in it: a refresh still queued (a server
+        # stopped before its worker ran it) runs here first; if it fails, nothing is written.
+        ensure_consensus_fresh(database_, p.id, InlineExecutor(database_))
         if str(out) == "-":
             if format != "jsonl":
                 fail("only jsonl can be written to stdout")
@@ -669,24 +674,30 @@ def migrate_cmd(db: DbOption = None) -> None:
 @app.command("worker")
 def worker_cmd(
     db: DbOption = None,
-    once: Annotated[bool, typer.Option("--once", help="Run the queued jobs, then exit.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Run the queued jobs until none is left, then exit.")
+    ] = False,
+    threads: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once (threads).")] = 1,
 ) -> None:
-    """Run queued background jobs (consensus refresh); `serve` also runs them itself."""
-    import threading
-
-    from labelmill.jobs.worker import run_forever, run_pending
+    """Run queued jobs (consensus refresh, imports, exports) in this process; `serve` also runs
+    them itself unless --no-worker. Jobs whose worker died are queued again (or failed after
+    3 tries, imports 2)."""
+    from labelmill.jobs.executor import LocalExecutor, reap, run_pending
 
     def go() -> None:
         database_ = database(db)
         if once:
+            reap(database_)
             typer.echo(f"ran {run_pending(database_)} jobs")
             return
-        stop = threading.Event()
+        executor = LocalExecutor(database_, threads=threads, poll=True).start()
         typer.echo("worker running; Ctrl-C stops it", err=True)
         try:
-            run_forever(database_, stop)
+            executor.wait()
         except KeyboardInterrupt:
-            stop.set()
+            typer.echo("stopping: finishing the jobs that run now", err=True)
+        finally:
+            executor.close()
 
     run(go)
 
@@ -699,7 +710,11 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes (use PostgreSQL for more than one).")] = 1,
     worker: Annotated[
         bool,
-        typer.Option("--worker/--no-worker", help="Run background jobs (consensus refresh) in the server."),
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run every queued job (consensus refresh, ...) in the server; --no-worker runs "
+            "only the imports and exports its requests ask for (`labelmill worker` runs the rest).",
+        ),
     ] = True,
     media_url: MediaOption = None,
 ) -> None:

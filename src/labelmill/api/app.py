@@ -28,7 +28,7 @@ from labelmill.api.routes import (
     users,
 )
 from labelmill.config import Settings, get_settings
-from labelmill.jobs.worker import BackgroundWorker
+from labelmill.jobs.executor import Executor, InlineExecutor, LocalExecutor
 from labelmill.store.engine import Database
 from labelmill.store.media import MediaStore, open_media_store
 from labelmill.store.pg_async import HotPath
@@ -43,13 +43,18 @@ def create_app(
     media: MediaStore | None = None,
     settings: Settings | None = None,
     run_worker: bool = False,
+    executor: Executor | None = None,
 ) -> FastAPI:
-    """``run_worker`` starts a job worker thread for the app's lifetime (``labelmill serve`` does)."""
+    """Routes queue jobs and hand them to ``executor`` (``app.state.executor``). ``run_worker``
+    makes it worker threads that also run every queued job and reap lost ones, for the app's
+    lifetime (``labelmill serve`` does); without either, submitted jobs run inline."""
     settings = settings or get_settings()
+    if executor is None:
+        executor = LocalExecutor(db) if run_worker else InlineExecutor(db)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker = BackgroundWorker(db) if run_worker else None
+        worker = executor if isinstance(executor, LocalExecutor) else None
         if worker is not None:
             worker.start()
         # The annotator loop's statements run on the event loop: on PostgreSQL from an asyncpg
@@ -81,6 +86,7 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.db = db
+    app.state.executor = executor
     app.state.hot_path = None
     app.state.media = media or open_media_store(settings.resolved_media_url())
     app.state.settings = settings

@@ -3,10 +3,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Integer, Select, String, Table, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from labelmill.services.errors import Invalid, NotFound
@@ -14,20 +29,31 @@ from labelmill.store.engine import Database
 from labelmill.store.models import Job, Member, User
 
 
-def create_job(
-    db: Database, kind: str, *, project_id: int | None, params: dict[str, Any] | None, user: User | None
+def submit_job(
+    db: Database,
+    kind: str,
+    *,
+    project_id: int | None,
+    params: dict[str, Any] | None,
+    user: User | None,
+    before_commit: Callable[[int], dict[str, Any]] | None = None,
 ) -> int:
+    """Queue a job of its own (never debounced: each request wants its own import or file).
+    ``before_commit(job_id)`` runs inside the transaction (moving the job's upload into place)
+    and returns more params, so no worker can claim the job before what it needs is there, and
+    a failure queues nothing."""
     with db.session() as session:
         job = Job(
             kind=kind,
             project_id=project_id,
             params=params,
-            status="running",
+            status="queued",
             created_by=user.id if user else None,
-            started_at=datetime.now(UTC),
         )
         session.add(job)
         session.flush()
+        if before_commit is not None:
+            job.params = {**(params or {}), **before_commit(job.id)}
         return job.id
 
 
@@ -49,8 +75,16 @@ def report_progress(db: Database, job_id: int, done: int, total: int | None = No
 
 
 def finish_job(
-    db: Database, job_id: int, *, result: dict[str, Any] | None = None, error: str | None = None
-) -> None:
+    db: Database,
+    job_id: int,
+    *,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    worker: str | None = None,
+) -> bool:
+    """Record a running job's end (``done``, or ``failed`` with ``error``). With ``worker``, only
+    while that worker still holds the claim: a job reaped from a worker taken for dead and claimed
+    again is not overwritten by the first worker finishing late. False when nothing was recorded."""
     values: dict[str, Any] = {
         "status": "failed" if error else "done",
         "result": result,
@@ -62,8 +96,11 @@ def finish_job(
         values["progress_done"] = live[0]
         if live[1] is not None:
             values["progress_total"] = live[1]
-    with db.session() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(**values))
+    stmt = update(Job).where(Job.id == job_id, Job.status.in_(("queued", "running")))
+    if worker is not None:
+        stmt = stmt.where(Job.claimed_by == worker)
+    with db.connect() as conn:
+        return bool(conn.execute(stmt.values(**values)).rowcount)
 
 
 def with_live_progress(job: Job) -> Job:
@@ -149,46 +186,160 @@ def queued_job(kind: Any, project_id: Any) -> Select[int]:
 _QUEUED_JOB = queued_job(bindparam("kind", type_=String()), bindparam("project_id", type_=Integer()))
 
 
-def claim_job(db: Database, kinds: tuple[str, ...], project_id: int | None = None) -> Job | None:
-    """Take the oldest queued job of ``kinds``; several workers never take the same one
-    (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one writer at a time)."""
+def _running_exclusive(kind: Any, project_id: Any) -> Any:
+    """A job of ``kind`` runs for ``project_id`` (from the partial index of running jobs); an
+    alias, so that ``kind`` and ``project_id`` may be the outer query's columns."""
+    running = _JOBS.alias("running")
+    return exists(
+        select(running.c.id).where(
+            running.c.project_id == project_id, running.c.kind == kind, running.c.status == "running"
+        )
+    )
+
+
+def _claim(session: Session, db: Database, job: Job, worker: str, exclusive: frozenset[str]) -> bool:
+    """Mark ``job`` (selected as queued, locked on PostgreSQL) claimed by ``worker``; False when
+    its kind is exclusive and one of that kind already runs for the project."""
+    if job.kind in exclusive and job.project_id is not None:
+        if db.dialect == "postgresql":
+            # Two workers claiming two queued refreshes of one project at once would both see
+            # none running; the advisory lock makes the second wait for the first's commit.
+            session.execute(select(func.pg_advisory_xact_lock(_ADVISORY_NAMESPACE, job.project_id)))
+        if session.scalar(select(_running_exclusive(job.kind, job.project_id))):
+            return False
+    now = datetime.now(UTC)
+    job.status = "running"
+    job.claimed_by = worker
+    job.heartbeat_at = now
+    job.started_at = now
+    job.attempts = (job.attempts or 0) + 1
+    session.flush()
+    session.expunge(job)
+    return True
+
+
+#: First key of the PostgreSQL advisory locks that serialise claims of exclusive jobs per project.
+_ADVISORY_NAMESPACE = 0x1AB3
+
+
+def claim_job(
+    db: Database,
+    kinds: tuple[str, ...],
+    project_id: int | None = None,
+    *,
+    worker: str,
+    exclusive: frozenset[str] = frozenset(),
+) -> Job | None:
+    """Claim the oldest queued job of ``kinds`` for ``worker``; several workers never take the
+    same one (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one writer at a time). A job of an
+    ``exclusive`` kind waits while one of its kind runs for its project (one consensus refresh
+    per project at a time)."""
     with db.session(immediate=True) as session:
         stmt = select(Job).where(Job.status == "queued", Job.kind.in_(kinds)).order_by(Job.id).limit(1)
+        if exclusive:
+            stmt = stmt.where(
+                or_(Job.kind.not_in(tuple(exclusive)), ~_running_exclusive(Job.kind, Job.project_id))
+            )
         if project_id is not None:
             stmt = stmt.where(Job.project_id == project_id)
         if db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=Job)
+        job = session.scalar(stmt)
+        if job is None or not _claim(session, db, job, worker, exclusive):
+            return None
+        return job
+
+
+def claim_job_by_id(
+    db: Database, job_id: int, *, worker: str, exclusive: frozenset[str] = frozenset()
+) -> Job | None:
+    """Claim one specific queued job (of several claimants exactly one wins); None when it is
+    not queued any more, or its kind is exclusive and one of that kind runs for its project."""
+    with db.session(immediate=True) as session:
+        stmt = select(Job).where(Job.id == job_id, Job.status == "queued")
+        if db.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         job = session.scalar(stmt)
-        if job is None:
+        if job is None or not _claim(session, db, job, worker, exclusive):
             return None
-        job.status = "running"
-        job.started_at = datetime.now(UTC)
-        session.flush()
-        session.expunge(job)
         return job
 
 
-def claim_job_by_id(db: Database, job_id: int) -> Job | None:
-    """Claim one specific queued job (atomic: of several claimants exactly one wins)."""
+def heartbeat(db: Database, job_ids: list[int], worker: str) -> int:
+    """Say that ``worker`` still runs ``job_ids``; returns how many claims it still holds. On
+    SQLite it gives up at once when another writer holds the lock (the next beat tries again)."""
+    if not job_ids:
+        return 0
+    stmt = (
+        update(_JOBS)
+        .where(_JOBS.c.id.in_(job_ids), _JOBS.c.status == "running", _JOBS.c.claimed_by == worker)
+        .values(heartbeat_at=datetime.now(UTC))
+    )
+    with db.nowait(), db.connect(immediate=True) as conn:
+        return int(conn.execute(stmt).rowcount)
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """A running job whose worker stopped answering: ``status`` is what it became."""
+
+    id: int
+    kind: str
+    status: str
+    params: dict[str, Any] | None
+
+
+def reap_stale_jobs(
+    db: Database,
+    *,
+    stale_after: float,
+    max_attempts: Callable[[str], int],
+    liveness: Callable[[int, str | None], bool | None],
+    now: datetime | None = None,
+) -> list[Reaped]:
+    """Queue again (or fail, once ``max_attempts(kind)`` claims were used) every running job
+    whose worker is gone: ``liveness(job id, claimed_by)`` says so (False), or cannot tell (None)
+    and the heartbeat is older than ``stale_after`` seconds. A job claimed before heartbeats
+    existed (no claimant) is taken for lost."""
+    now = now or datetime.now(UTC)
+    limit = now - timedelta(seconds=stale_after)
+    reaped: list[Reaped] = []
     with db.session(immediate=True) as session:
-        claimed = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == "queued")
-            .values(status="running", started_at=datetime.now(UTC))
-            .returning(Job.id)
-        ).first()
-        if claimed is None:
-            return None
+        stmt = select(Job).where(Job.status == "running")
+        if db.dialect == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        for job in session.scalars(stmt.order_by(Job.id)):
+            alive = liveness(job.id, job.claimed_by)
+            beat = job.heartbeat_at
+            if alive or (alive is None and beat is not None and beat >= limit):
+                continue
+            lost = job.claimed_by or "an older version's worker"
+            why = "is gone" if alive is False else f"sent no heartbeat for {stale_after:.0f} s"
+            if (job.attempts or 0) >= max_attempts(job.kind):
+                job.status = "failed"
+                job.finished_at = now
+                job.error = (
+                    f"worker {lost} {why} on attempt {job.attempts} of {max_attempts(job.kind)}; "
+                    "not tried again"
+                )
+            else:
+                job.status = "queued"
+                job.started_at = None
+            job.claimed_by = None
+            job.heartbeat_at = None
+            reaped.append(Reaped(job.id, job.kind, job.status, job.params))
+    return reaped
+
+
+def get_job(db: Database, job_id: int) -> Job:
+    with db.session() as session:
         job = session.get(Job, job_id)
-        assert job is not None
+        if job is None:
+            raise NotFound(f"no job {job_id}", field="job_id")
         session.expunge(job)
-        return job
+        return with_live_progress(job)
 
 
 def schedule_export(db: Database, project_id: int, params: dict[str, Any], user: User) -> int:
     """Queue an export job (never debounced: each request wants its own file)."""
-    with db.session() as session:
-        job = Job(kind="export", project_id=project_id, params=params, status="queued", created_by=user.id)
-        session.add(job)
-        session.flush()
-        return job.id
+    return submit_job(db, "export", project_id=project_id, params=params, user=user)

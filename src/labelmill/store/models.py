@@ -300,6 +300,15 @@ class Job(Base):
             sqlite_where=text("status = 'queued'"),
             postgresql_where=text("status = 'queued'"),
         ),
+        # A claim checks that no job of an exclusive kind (consensus) runs for the project, and the
+        # reaper scans the running jobs' heartbeats: both read only the few running ones.
+        Index(
+            "ix_jobs_running",
+            "project_id",
+            "kind",
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -315,3 +324,9 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), server_default=_now())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The worker running the job (``host:pid:token``), its last sign of life, and how many
+    #: times the job was claimed: a claim whose heartbeat stops is reaped (queued again, or
+    #: failed once its kind's attempts are used up).
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
