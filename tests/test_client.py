@@ -168,31 +168,48 @@ def test_import_list_of_dicts(admin: Client, request: pytest.FixtureRequest) -> 
         {"text": "numpy-free auto id"},
         {"text": "fifth", "external_id": 5},
     ]
-    jobs = admin.import_items(project, items, batch_size=2)
-    assert len(jobs) == 3 and all(isinstance(j, Job) and j.status == "done" for j in jobs)
-    assert sum(j.result["created"] for j in jobs if j.result) == 5
-    assert sum(j.result["predictions"] for j in jobs if j.result) == 1
+    job = admin.import_items(project, items)
+    assert isinstance(job, Job) and job.kind == "import" and job.status == "done" and job.result
+    assert job.result["created"] == 5 and job.result["predictions"] == 1
 
     got = {i.external_id: i for i in admin.items(project)}
     assert len(got) == 5 and {"a1", "a2", "a3", "5"} <= set(got)
     assert got["a1"].data == {"text": "flat one"}
     assert got["a2"].meta == {"source": "web"}
 
-    # A duplicate in batch 2 refuses that batch only; the error names the item by its position.
-    with pytest.raises(ValidationError) as err:
-        admin.import_items(project, [{"text": "x", "external_id": f"n{i}"} for i in range(3)] + items[:1])
-    assert len(err.value.completed_imports) == 0  # one batch: nothing stored
+    # A duplicate refuses the whole import; the error names the item by its position.
     more = [{"text": "new", "external_id": "b1"}, {"text": "dup", "external_id": "a1"}]
     with pytest.raises(ValidationError) as err:
-        admin.import_items(project, more, batch_size=1)
-    assert len(err.value.completed_imports) == 1
-    assert "item 1 (batch 1, line 1)" in err.value.message and "a1" in err.value.message
+        admin.import_items(project, more)
+    assert "item 1 (line 2)" in err.value.message and "a1" in err.value.message
+    assert [i.external_id for i in admin.items(project, external_id="b1")] == []
 
     skipped = admin.import_items(project, [{"text": "again", "external_id": "a1"}], on_duplicate="skip")
-    assert skipped[0].result and skipped[0].result["skipped"] == 1
+    assert skipped.result and skipped.result["skipped"] == 1
     updated = admin.import_items(project, [{"text": "new text", "external_id": "a1"}], on_duplicate="update")
-    assert updated[0].result and updated[0].result["updated"] == 1
+    assert updated.result and updated.result["updated"] == 1
     assert next(admin.items(project, external_id="a1")).data == {"text": "new text"}
+
+
+def test_import_is_one_job_all_or_nothing(admin: Client, request: pytest.FixtureRequest) -> None:
+    """Defect 6: 10,002 rows with a duplicate id at row 10,001 stored the first 10,000 (one
+    batch) before; the whole upload is one import job now, so nothing is stored."""
+    project = _project(admin, request)
+    rows = [{"text": f"row {i}", "external_id": f"r{i}"} for i in range(10_002)]
+    rows[10_000]["external_id"] = "r7"  # row 10,001 repeats row 8's id
+    with pytest.raises(ValidationError) as err:
+        admin.import_items(project, rows)
+    assert "item 10000 (line 10001)" in err.value.message and "r7" in err.value.message
+    assert list(admin.items(project)) == []
+    assert admin.project(project).item_count in (0, None)
+
+
+def test_import_without_waiting_returns_the_queued_job(admin: Client, request: pytest.FixtureRequest) -> None:
+    project = _project(admin, request)
+    job = admin.import_items(project, [{"text": "a", "external_id": "q1"}], wait=False)
+    assert job.kind == "import" and job.status in ("queued", "running", "done")
+    done = admin.wait_for_job(job)
+    assert done.status == "done" and done.result and done.result["created"] == 1
 
 
 def test_import_dataframe(admin: Client, request: pytest.FixtureRequest) -> None:
@@ -206,8 +223,8 @@ def test_import_dataframe(admin: Client, request: pytest.FixtureRequest) -> None
             "data": ["a column called data", "stays", "a column"],
         }
     )
-    jobs = admin.import_items(project, frame)
-    assert jobs[0].result and jobs[0].result["created"] == 3
+    job = admin.import_items(project, frame)
+    assert job.result and job.result["created"] == 3
     got = {i.external_id: i.data for i in admin.items(project)}
     assert set(got) == {"10", "11", "12"}
     assert got["10"] == {
@@ -225,8 +242,8 @@ def test_import_hf_dataset(admin: Client, request: pytest.FixtureRequest) -> Non
     ds = datasets.Dataset.from_dict(
         {"external_id": ["h1", "h2", "h3"], "text": ["x", "y", "z"], "label": [0, 1, 0]}
     )
-    jobs = admin.import_items(project, ds, batch_size=2)
-    assert [j.result["created"] for j in jobs if j.result] == [2, 1]
+    job = admin.import_items(project, ds)
+    assert job.result and job.result["created"] == 3
     got = {i.external_id: i.data for i in admin.items(project)}
     assert got == {
         "h1": {"text": "x", "label": 0},
@@ -234,8 +251,8 @@ def test_import_hf_dataset(admin: Client, request: pytest.FixtureRequest) -> Non
         "h3": {"text": "z", "label": 0},
     }
     streamed = ds.to_iterable_dataset()
-    jobs = admin.import_items(project, streamed, on_duplicate="skip")
-    assert jobs[0].result and jobs[0].result["skipped"] == 3
+    job = admin.import_items(project, streamed, on_duplicate="skip")
+    assert job.result and job.result["skipped"] == 3
 
 
 def test_items_iterates_every_page(admin: Client, request: pytest.FixtureRequest) -> None:

@@ -6,7 +6,7 @@
 
     with Client("http://127.0.0.1:8080", token="...") as lm:
         project = lm.create_project("reviews", {"controls": [...]})
-        lm.import_items(project, [{"text": "great"}, {"text": "awful"}])
+        lm.import_items(project, [{"text": "great"}, {"text": "awful"}])  # one job, all or nothing
         task = lm.next_task(project)
 
 It speaks HTTP only (it never imports the server side), so it works against any labelmill
@@ -27,6 +27,8 @@ import math
 import os
 import re
 import sys
+import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
@@ -94,8 +96,6 @@ class LabelmillAPIError(Exception):
         self.line = line
         #: For 422: every invalid field as ``{"field", "message"}``.
         self.errors = errors or []
-        #: For :meth:`Client.import_items`: the import jobs of the batches stored before this error.
-        self.completed_imports: list[Job] = []
 
     def __str__(self) -> str:
         where = f" [field {self.field}]" if self.field else ""
@@ -649,9 +649,9 @@ class Client:
         items: Iterable[Mapping[str, Any]] | pandas.DataFrame | Any,
         *,
         on_duplicate: OnDuplicate = "reject",
-        batch_size: int = 10_000,
-    ) -> list[Job]:
-        """Import items and return one finished import :class:`Job` per batch.
+        wait: bool = True,
+    ) -> Job:
+        """Import items, all or nothing, and return the import :class:`Job`.
 
         ``items`` is one of:
 
@@ -663,38 +663,62 @@ class Client:
         - a Hugging Face ``datasets.Dataset`` or ``IterableDataset``, read row by row like a
           DataFrame (so a dataset bigger than memory streams).
 
-        Each batch of ``batch_size`` items is serialised to JSONL in memory and uploaded as one
-        import, which the server stores all or nothing. If a batch fails, the batches before it
-        stay imported: the exception's ``completed_imports`` lists them, and its message names the
-        offending item by its position in ``items``. ``on_duplicate`` says what an existing
-        external id does: ``reject`` (409, nothing in the batch stored), ``update`` or ``skip``.
+        The items are written to one JSONL file (spooled to disk past 64 MiB) and uploaded as
+        one import job, which the server stores all or nothing: on any bad item nothing is
+        stored, and the error names the item by its position in ``items``. The upload must fit
+        the server's upload limit (512 MiB by default). ``on_duplicate`` says what an existing
+        external id does: ``reject`` (nothing stored), ``update`` or ``skip``. With ``wait``
+        (the default) this returns the finished job (its ``result`` holds the counts); with
+        ``wait=False`` it returns the queued job at once (poll :meth:`job`).
+
+        Changed: this used to take ``batch_size`` and return one job per batch, and a failing
+        batch left the batches before it stored; the whole upload is now one job.
         """
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
         pid = self._project_id(project)
-        lines = (
-            _dumps(line, f"item {i}") for i, line in enumerate(_iter_import_lines(items))
-        )  # a generator, so a streamed dataset is never held whole
-        jobs: list[Job] = []
-        offset = 0
-        for n, batch in enumerate(_batches(lines, batch_size, 256 * 1024 * 1024)):
-            payload = b"\n".join(batch) + b"\n"
+        with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as upload:
+            for i, line in enumerate(_iter_import_lines(items)):  # streamed: never held whole
+                upload.write(_dumps(line, f"item {i}") + b"\n")
+            upload.seek(0)
             try:
-                body = self._json(
+                response = self._request(
                     "POST",
                     f"/projects/{pid}/imports",
-                    files=[("files", (f"items-{n:05d}.jsonl", payload, "application/x-ndjson"))],
-                    data={"format": "jsonl", "on_duplicate": on_duplicate},
+                    files=[("files", ("items.jsonl", upload, "application/x-ndjson"))],
+                    data={
+                        "format": "jsonl",
+                        "on_duplicate": on_duplicate,
+                        "wait": "true" if wait else "false",
+                    },
                 )
             except LabelmillAPIError as exc:
                 if exc.line is not None:
-                    exc.message = f"item {offset + exc.line - 1} (batch {n}, line {exc.line}): {exc.message}"
+                    exc.message = f"item {exc.line - 1} (line {exc.line}): {exc.message}"
                     exc.args = (exc.message,)
-                exc.completed_imports = jobs
                 raise
-            jobs.append(_build(Job, body))
-            offset += len(batch)
-        return jobs
+        job = _build(Job, response.json())
+        if wait and job.status not in _FINISHED:  # the server stopped waiting first
+            job = self.wait_for_job(job)
+            if job.status == "failed":
+                raise LabelmillAPIError(422, job.error or "the import failed", "files", "job_failed")
+        return job
+
+    def job(self, job: int | Job) -> Job:
+        """A job as it stands now (its status, progress and result)."""
+        job_id = job.id if isinstance(job, Job) else job
+        return _build(Job, self._json("GET", f"/jobs/{job_id}"))
+
+    def wait_for_job(self, job: int | Job, *, timeout: float | None = None) -> Job:
+        """Poll a job until it is done or failed (or ``timeout`` seconds pass) and return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.1
+        current = self.job(job)
+        while current.status not in _FINISHED:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 1.5, 2.0)
+            current = self.job(current)
+        return current
 
     def items(
         self,
@@ -892,6 +916,7 @@ class Client:
 
 
 _JSON = {"Content-Type": "application/json"}
+_FINISHED = ("done", "failed", "cancelled")
 
 
 def _reason(exc: httpx.TransportError) -> str:
