@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import queue
-import secrets
 import socket
 import threading
 import time
@@ -54,21 +53,7 @@ class Executor(Protocol):
 
 # -- this process as a worker ------------------------------------------------------------------
 
-_TOKEN = secrets.token_hex(4)
-
-
-def _new_token() -> None:  # a forked child is another worker
-    global _TOKEN
-    _TOKEN = secrets.token_hex(4)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_new_token)
-
-
-def worker_name() -> str:
-    """``host:pid:token``: who claims a job (the token tells a reused pid from the original)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
+worker_name = job_service.worker_name
 
 
 #: Jobs this process runs now: id -> (database, claimant).
@@ -90,7 +75,7 @@ def liveness(job_id: int, claimed_by: str | None) -> bool | None:
         return None
     pid = int(pid_text)
     if pid == os.getpid():
-        if token != _TOKEN:
+        if token != job_service.process_token():
             return False  # this pid's earlier process (or the parent of a fork): gone
         with _LIVE_LOCK:
             return job_id in _LIVE

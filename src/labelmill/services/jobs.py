@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +30,26 @@ from sqlalchemy.orm import Session
 from labelmill.services.errors import Invalid, NotFound
 from labelmill.store.engine import Database
 from labelmill.store.models import Job, Member, User
+
+_TOKEN = secrets.token_hex(4)
+
+
+def _new_token() -> None:  # a forked child is another worker
+    global _TOKEN
+    _TOKEN = secrets.token_hex(4)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_token)
+
+
+def worker_name() -> str:
+    """``host:pid:token``: who claims a job (the token tells a reused pid from the original)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
+
+
+def process_token() -> str:
+    return _TOKEN
 
 
 def submit_job(
@@ -227,7 +250,7 @@ def claim_job(
     kinds: tuple[str, ...],
     project_id: int | None = None,
     *,
-    worker: str,
+    worker: str | None = None,
     exclusive: frozenset[str] = frozenset(),
 ) -> Job | None:
     """Claim the oldest queued job of ``kinds`` for ``worker``; several workers never take the
@@ -245,13 +268,13 @@ def claim_job(
         if db.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=Job)
         job = session.scalar(stmt)
-        if job is None or not _claim(session, db, job, worker, exclusive):
+        if job is None or not _claim(session, db, job, worker or worker_name(), exclusive):
             return None
         return job
 
 
 def claim_job_by_id(
-    db: Database, job_id: int, *, worker: str, exclusive: frozenset[str] = frozenset()
+    db: Database, job_id: int, *, worker: str | None = None, exclusive: frozenset[str] = frozenset()
 ) -> Job | None:
     """Claim one specific queued job (of several claimants exactly one wins); None when it is
     not queued any more, or its kind is exclusive and one of that kind runs for its project."""
@@ -260,7 +283,7 @@ def claim_job_by_id(
         if db.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         job = session.scalar(stmt)
-        if job is None or not _claim(session, db, job, worker, exclusive):
+        if job is None or not _claim(session, db, job, worker or worker_name(), exclusive):
             return None
         return job
 
