@@ -594,3 +594,36 @@ def test_worker_once_reaps_and_runs_queued_jobs(client: Any, db: Any, admin_toke
     assert "ran 2 jobs" in done.output and queued_refreshes(db, pid) == 0
     finished = _job(db, lost)
     assert finished.status == "done" and finished.attempts == 2
+
+
+def test_heartbeats_keep_only_the_workers_own_claims_fresh(db: Any) -> None:
+    pid = _a_project(db)
+    mine, theirs = _queued(db, "export", pid), _queued(db, "export", pid)
+    job_service.claim_job_by_id(db, mine, worker="me")
+    job_service.claim_job_by_id(db, theirs, worker="them")
+    old = datetime.now(UTC) - timedelta(hours=1)
+    for job_id in (mine, theirs):
+        _set(db, job_id, heartbeat_at=old)
+    assert job_service.heartbeat(db, [mine, theirs], "me") == 1
+    beat_mine, beat_theirs = _job(db, mine).heartbeat_at, _job(db, theirs).heartbeat_at
+    assert beat_mine is not None and beat_mine > old and beat_theirs == old
+
+
+def test_an_exclusive_job_waits_for_the_one_running_then_runs(db: Any) -> None:
+    """A refresh asked for while another runs for the project waits for it, then runs (an
+    inline executor alone would only find it blocked)."""
+    import threading
+
+    from labelmill.jobs.executor import submit_and_wait
+
+    pid = _a_project(db)
+    running = _queued(db, "consensus", pid)
+    job_service.claim_job_by_id(db, running, worker="elsewhere:1:x", exclusive=registry.exclusive_kinds())
+    waiting = job_service.schedule_job(db, "consensus", pid)
+    finisher = threading.Timer(0.3, job_service.finish_job, args=(db, running), kwargs={"result": {}})
+    finisher.start()
+    try:
+        job = submit_and_wait(db, InlineExecutor(db), waiting, 60)
+    finally:
+        finisher.join()
+    assert job.status == "done" and job.id == waiting

@@ -199,6 +199,21 @@ def wait_for_job(db: Database, job_id: int, timeout: float) -> Job:
         pause = min(pause * 1.5, 1.0)
 
 
+def submit_and_wait(db: Database, executor: Executor, job_id: int, timeout: float) -> Job:
+    """Submit a queued job and wait for it (at most ``timeout`` seconds). A job of an exclusive
+    kind that cannot start while another of its kind runs for its project (which an inline
+    executor would only wait on) waits for that one, then is submitted again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        executor.submit(job_id)
+        job = job_service.get_job(db, job_id)
+        blocker = job_service.running_like(db, job) if job.status == "queued" else None
+        left = max(deadline - time.monotonic(), 0.0)
+        if blocker is None or left <= 0:
+            return wait_for_job(db, job_id, left)
+        wait_for_job(db, blocker, left)
+
+
 async def await_job(db: Database, job_id: int, timeout: float) -> Job:
     """:func:`wait_for_job` for the event loop: each look is a short read in a thread."""
     loop = asyncio.get_running_loop()

@@ -14,7 +14,7 @@ import time
 
 from sqlalchemy import func, select
 
-from labelmill.jobs.executor import Executor, reap, wait_for_job
+from labelmill.jobs.executor import Executor, reap, submit_and_wait, wait_for_job
 from labelmill.services import jobs as job_service
 from labelmill.services.errors import Conflict
 from labelmill.store.engine import Database
@@ -91,16 +91,12 @@ def ensure_consensus_fresh(
     reap(db)
     while not is_fresh(db, project_id, since):
         job = pending_refresh(db, project_id)
-        if job is None:
-            job_id = job_service.schedule_job(db, "consensus", project_id)
-            executor.submit(job_id)
-        elif job.status == "queued":
-            job_id = job.id
-            executor.submit(job_id)
-        else:
-            job_id = job.id  # running elsewhere: wait for it, then look again
-        left = deadline - time.monotonic()
-        done = wait_for_job(db, job_id, max(left, 0.0))
+        left = max(deadline - time.monotonic(), 0.0)
+        if job is not None and job.status == "running":
+            done = wait_for_job(db, job.id, left)  # running elsewhere: wait for it, look again
+        else:  # queued (or the last refresh failed: try once more)
+            job_id = job.id if job is not None else job_service.schedule_job(db, "consensus", project_id)
+            done = submit_and_wait(db, executor, job_id, left)
         if done.status == "failed":
             raise StaleConsensus(
                 f"the consensus of project {project_id} could not be brought up to date "
@@ -108,9 +104,9 @@ def ensure_consensus_fresh(
                 "cannot miss stored labels",
                 field="project_id",
             )
-        if done.status not in ("done", "failed") and time.monotonic() >= deadline:
+        if done.status != "done" and time.monotonic() >= deadline:
             raise StaleConsensus(
-                f"the consensus of project {project_id} is being refreshed (job {job_id}, "
+                f"the consensus of project {project_id} is being refreshed (job {done.id}, "
                 f"{done.status}) and was not up to date within {timeout:.0f} s; export refused, "
                 "try again (is a worker running?)",
                 field="project_id",

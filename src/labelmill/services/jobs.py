@@ -288,6 +288,19 @@ def claim_job_by_id(
         return job
 
 
+def running_like(db: Database, job: Job) -> int | None:
+    """A running job of ``job``'s kind for its project (what an exclusive job waits for)."""
+    if job.project_id is None:
+        return None
+    with db.session() as session:
+        found = session.scalar(
+            select(Job.id).where(
+                Job.project_id == job.project_id, Job.kind == job.kind, Job.status == "running"
+            )
+        )
+        return None if found is None else int(found)
+
+
 def heartbeat(db: Database, job_ids: list[int], worker: str) -> int:
     """Say that ``worker`` still runs ``job_ids``; returns how many claims it still holds. On
     SQLite it gives up at once when another writer holds the lock (the next beat tries again)."""
