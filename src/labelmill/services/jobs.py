@@ -245,6 +245,14 @@ def _claim(session: Session, db: Database, job: Job, worker: str, exclusive: fro
 _ADVISORY_NAMESPACE = 0x1AB3
 
 
+def _any_queued(db: Database, kinds: tuple[str, ...], project_id: int | None) -> bool:
+    stmt = select(Job.id).where(Job.status == "queued", Job.kind.in_(kinds))
+    if project_id is not None:
+        stmt = stmt.where(Job.project_id == project_id)
+    with db.session() as session:
+        return session.scalar(stmt.limit(1)) is not None
+
+
 def claim_job(
     db: Database,
     kinds: tuple[str, ...],
@@ -257,6 +265,8 @@ def claim_job(
     same one (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one writer at a time). A job of an
     ``exclusive`` kind waits while one of its kind runs for its project (one consensus refresh
     per project at a time)."""
+    if not _any_queued(db, kinds, project_id):
+        return None  # the common idle case costs a read, not SQLite's write lock
     with db.session(immediate=True) as session:
         stmt = select(Job).where(Job.status == "queued", Job.kind.in_(kinds)).order_by(Job.id).limit(1)
         if exclusive:
@@ -340,22 +350,30 @@ def reap_stale_jobs(
     now = now or datetime.now(UTC)
     limit = now - timedelta(seconds=stale_after)
     reaped: list[Reaped] = []
+
+    def lost(job: Job) -> bool:
+        alive = liveness(job.id, job.claimed_by)
+        beat = job.heartbeat_at
+        return not (alive or (alive is None and beat is not None and beat >= limit))
+
+    with db.session() as session:  # a read first: usually every claim is alive
+        if not any(lost(job) for job in session.scalars(select(Job).where(Job.status == "running"))):
+            return reaped
     with db.session(immediate=True) as session:
         stmt = select(Job).where(Job.status == "running")
         if db.dialect == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
         for job in session.scalars(stmt.order_by(Job.id)):
-            alive = liveness(job.id, job.claimed_by)
-            beat = job.heartbeat_at
-            if alive or (alive is None and beat is not None and beat >= limit):
+            if not lost(job):
                 continue
-            lost = job.claimed_by or "an older version's worker"
+            alive = liveness(job.id, job.claimed_by)
+            claimant = job.claimed_by or "an older version's worker"
             why = "is gone" if alive is False else f"sent no heartbeat for {stale_after:.0f} s"
             if (job.attempts or 0) >= max_attempts(job.kind):
                 job.status = "failed"
                 job.finished_at = now
                 job.error = (
-                    f"worker {lost} {why} on attempt {job.attempts} of {max_attempts(job.kind)}; "
+                    f"worker {claimant} {why} on attempt {job.attempts} of {max_attempts(job.kind)}; "
                     "not tried again"
                 )
             else:
