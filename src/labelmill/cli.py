@@ -713,7 +713,8 @@ def serve(
         typer.Option(
             "--worker/--no-worker",
             help="Run every queued job (consensus refresh, ...) in the server; --no-worker runs "
-            "only the imports and exports its requests ask for (`labelmill worker` runs the rest).",
+            "only the jobs its requests ask for (imports, exports, and the consensus refresh an "
+            "export needs first); `labelmill worker` runs the rest.",
         ),
     ] = True,
     media_url: MediaOption = None,
