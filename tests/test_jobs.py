@@ -627,3 +627,59 @@ def test_an_exclusive_job_waits_for_the_one_running_then_runs(db: Any) -> None:
     finally:
         finisher.join()
     assert job.status == "done" and job.id == waiting
+
+
+def test_two_workers_never_run_two_refreshes_of_one_project(db: Any) -> None:
+    """Two refreshes of one project queued (past the debounce) and two workers claiming at the
+    same moment: at most one refresh runs (PostgreSQL: the advisory lock; SQLite: one writer)."""
+    import threading
+
+    pid = _a_project(db)
+    for _ in range(2):
+        _queued(db, "consensus", pid)
+    barrier = threading.Barrier(2)
+    claimed: list[Job | None] = []
+
+    def claim(name: str) -> None:
+        barrier.wait()
+        claimed.append(
+            job_service.claim_job(db, ("consensus",), worker=name, exclusive=registry.exclusive_kinds())
+        )
+
+    threads = [threading.Thread(target=claim, args=(f"w{n}",)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(job is not None for job in claimed) == 1
+    with db.session() as session:
+        running = session.scalars(select(Job).where(Job.project_id == pid, Job.status == "running")).all()
+    assert len(running) == 1
+
+
+def test_a_running_job_keeps_its_heartbeat_fresh(db: Any, monkeypatch: Any) -> None:
+    import threading
+
+    import labelmill.jobs.executor as executor
+
+    monkeypatch.setattr(executor, "HEARTBEAT_SECONDS", 0.01)
+    seen = threading.Event()
+
+    def waits_for_a_heartbeat(db: Database, job: Job) -> dict[str, Any]:
+        first = job.heartbeat_at
+        for _ in range(3000):  # until the heartbeat thread has written a newer one
+            beat = _job(db, job.id).heartbeat_at
+            if first is not None and beat is not None and beat > first:
+                seen.set()
+                break
+            seen.wait(0.01)
+        return {"beat": seen.is_set()}
+
+    registry.kinds()  # the built-in kinds first, then this test's own, removed after it
+    monkeypatch.setitem(
+        registry._KINDS, "test-heartbeat", registry.JobKind("test-heartbeat", waits_for_a_heartbeat)
+    )
+    pid = _a_project(db)
+    job_id = _queued(db, "test-heartbeat", pid)
+    assert executor.run_job(db, job_id)
+    assert _job(db, job_id).result == {"beat": True}
