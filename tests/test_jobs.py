@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -180,18 +179,22 @@ def test_stale_claims_are_queued_again_then_failed_after_the_kinds_attempts(db: 
 
 def test_the_reaper_knows_live_and_dead_workers_on_this_machine(db: Any) -> None:
     pid = _a_project(db)
-    host = socket.gethostname()
-    gone = _queued(db, "export", pid)
-    mine = _queued(db, "export", pid)
-    job_service.claim_job_by_id(db, gone, worker=f"{host}:999999999:dead")  # no such process
-    job_service.claim_job_by_id(db, mine, worker=f"{host}:{os.getppid()}:parent")  # a live process
+    machine, parent = job_service.machine_name(), os.getppid()
+    gone, reused, mine = (_queued(db, "export", pid) for _ in range(3))
+    job_service.claim_job_by_id(db, gone, worker=f"{machine}:999999999:1")  # no such process
+    # the parent's pid, but another start time: a process that has reused a dead worker's pid
+    job_service.claim_job_by_id(db, reused, worker=f"{machine}:{parent}:1")
+    live = f"{machine}:{parent}:{job_service.process_start(parent)}"  # a process that runs
+    job_service.claim_job_by_id(db, mine, worker=live)
     # A claim of a process that is gone is lost at once, whatever its heartbeat says.
-    assert [(r.id, r.status) for r in reap(db)] == [(gone, "queued")]
+    assert sorted((r.id, r.status) for r in reap(db)) == [(gone, "queued"), (reused, "queued")]
     # A live process holds its claim even with no heartbeat (SQLite's long imports).
     _set(db, mine, heartbeat_at=datetime.now(UTC) - timedelta(hours=1))
     assert reap(db) == []
-    # This process's own claim is alive exactly while it runs the job.
+    # This process's own claim is alive exactly while it runs the job; another machine's
+    # worker has only its heartbeat to speak for it.
     assert liveness(mine, worker_name()) is False
+    assert liveness(mine, f"elsewhere:{os.getpid()}:{job_service.process_token()}") is None
 
 
 def test_jobs_left_running_by_an_older_version_are_queued_again(db: Any) -> None:
@@ -588,7 +591,7 @@ def test_worker_once_reaps_and_runs_queued_jobs(client: Any, db: Any, admin_toke
         pytest.skip("the CLI test reads the SQLite file")
     pid = _labelled_project(client, db, admin_token)
     lost = _queued(db, "export", pid, {"format": "jsonl", "out_dir": str(Path(db.url[10:]).parent / "ex")})
-    job_service.claim_job_by_id(db, lost, worker=f"{socket.gethostname()}:999999999:dead")
+    job_service.claim_job_by_id(db, lost, worker=f"{job_service.machine_name()}:999999999:1")
     done = CliRunner().invoke(app, ["worker", "--once", "--db", db.url])
     assert done.exit_code == 0, done.output
     assert "ran 2 jobs" in done.output and queued_refreshes(db, pid) == 0

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -64,28 +63,34 @@ _BEAT: threading.Thread | None = None
 
 def liveness(job_id: int, claimed_by: str | None) -> bool | None:
     """Whether the claimant of a running job still runs it, where this process can tell: it knows
-    its own jobs, and a process on this machine runs while its pid does (a pid that is gone is a
-    dead worker at once, whatever its heartbeat; a live one holds its claim even when SQLite's
-    write lock, held by its long import, keeps its heartbeat from being written). None for a
-    worker on another machine, which only its heartbeat speaks for."""
+    its own jobs, and on this machine a worker runs while a process with its pid and start time
+    does (one that is gone is a dead worker at once, whatever its heartbeat; a live one holds its
+    claim even when SQLite's write lock, held by its long import, keeps its heartbeat from being
+    written). None where only the heartbeat can tell: a worker on another machine, or a system
+    without ``/proc`` whose pid still exists."""
     if not claimed_by or claimed_by.count(":") < 2:
         return None if claimed_by else False
-    host, pid_text, token = claimed_by.rsplit(":", 2)
-    if host != socket.gethostname() or not pid_text.isdigit():
+    machine, pid_text, token = claimed_by.rsplit(":", 2)
+    if machine != job_service.machine_name() or not pid_text.isdigit():
         return None
     pid = int(pid_text)
     if pid == os.getpid():
         if token != job_service.process_token():
-            return False  # this pid's earlier process (or the parent of a fork): gone
+            return False  # an earlier process with this pid (or the parent of a fork): gone
         with _LIVE_LOCK:
             return job_id in _LIVE
+    started = job_service.process_start(pid)
+    if started is not None:
+        return started == token  # else the pid now belongs to another process
+    if job_service.process_start(os.getpid()) is not None:
+        return False  # /proc works here, and has no such process
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except OSError:  # exists, but not ours to signal
-        return True
-    return True
+    except OSError:
+        return None
+    return None
 
 
 @contextmanager

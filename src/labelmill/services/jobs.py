@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -31,12 +32,40 @@ from labelmill.services.errors import Invalid, NotFound
 from labelmill.store.engine import Database
 from labelmill.store.models import Job, Member, User
 
-_TOKEN = secrets.token_hex(4)
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``), None when there is
+    no such process or no ``/proc``: with its pid it names one process, never a later one that
+    reuses the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def machine_name() -> str:
+    """This machine as workers name it: the host name, and on Linux the pid namespace, so two
+    containers that share a host name (host networking) never take each other's pids for theirs."""
+    host = socket.gethostname()
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return host
+    return f"{host}/{''.join(c for c in namespace if c.isdigit())}"
+
+
+def _own_token() -> str:
+    return process_start(os.getpid()) or secrets.token_hex(4)
+
+
+_TOKEN = _own_token()
 
 
 def _new_token() -> None:  # a forked child is another worker
     global _TOKEN
-    _TOKEN = secrets.token_hex(4)
+    _TOKEN = _own_token()
 
 
 if hasattr(os, "register_at_fork"):
@@ -44,8 +73,9 @@ if hasattr(os, "register_at_fork"):
 
 
 def worker_name() -> str:
-    """``host:pid:token``: who claims a job (the token tells a reused pid from the original)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
+    """``machine:pid:token``: who claims a job; the token is the process's start time where the
+    system tells it (else random), so a reused pid is never taken for the original worker."""
+    return f"{machine_name()}:{os.getpid()}:{_TOKEN}"
 
 
 def process_token() -> str:
