@@ -822,7 +822,8 @@ class Client:
 
     def export_rows(self, project: ProjectRef) -> Iterator[dict[str, Any]]:
         """The JSONL export, one parsed line (one item) at a time: ``{"external_id", "data",
-        "annotations", "predictions", "consensus"}``. Streams, so any project size fits."""
+        "annotations", "predictions", "consensus"}``. Streams, so any project size fits; the
+        consensus is brought up to date first (see :meth:`export`)."""
         pid = self._project_id(project)
         for line in self._stream_lines(f"/projects/{pid}/export", {"format": "jsonl"}):
             row: dict[str, Any] = json.loads(line)
@@ -857,7 +858,9 @@ class Client:
         write a folder arrive as a zip. ``options`` are passed to the server as query parameters
         (``labels="annotations"``, ``include_predictions=True``, ``has_consensus=True``, ...).
         The file appears only once the download is complete, so a failed export never leaves a
-        truncated file behind.
+        truncated file behind. The export holds every label stored before it began: the server
+        first runs a consensus refresh that is still pending, and answers :class:`ConflictError`
+        (409) if that refresh fails rather than export without it.
         """
         pid = self._project_id(project)
         target = Path(path)
