@@ -21,7 +21,9 @@ from labelmill.jobs.executor import FINISHED, await_job
 from labelmill.services import jobs as job_service
 from labelmill.services import projects as project_service
 from labelmill.services.errors import Invalid
+from labelmill.store.engine import Database
 from labelmill.store.media import safe_media_name
+from labelmill.store.models import User
 
 router = APIRouter(tags=["imports"])
 
@@ -53,7 +55,12 @@ def _save_uploads(files: list[UploadFile], folder: Path) -> tuple[list[str], boo
 
 
 def _queue_import(
-    db: Any, user: Any, project_id: int, files: list[UploadFile], uploads: Path, params: dict[str, Any]
+    db: Database,
+    user: User,
+    project_id: int,
+    files: list[UploadFile],
+    uploads: Path,
+    params: dict[str, Any],
 ) -> int:
     """Store the upload and queue its job: the files go to a staging folder, which becomes
     ``uploads/<job id>`` inside the job's transaction, so a worker never sees one without the other."""
