@@ -358,6 +358,8 @@ def test_routes_only_queue_jobs_and_hand_them_to_the_executor(
     # A worker (any process) runs them from the database.
     assert run_pending(db) == 2
     assert _job(db, job["id"]).status == "done" and not upload.exists()  # the upload is removed
+    shown = client.get(f"/api/v1/jobs/{job['id']}", headers=auth(admin_token)).json()
+    assert shown["attempts"] == 1 and shown["claimed_by"] == worker_name() and shown["heartbeat_at"]
     assert len(client.get(f"/api/v1/projects/{pid}/items", headers=auth(admin_token)).json()["results"]) == 2
 
 

@@ -264,6 +264,11 @@ class Job:
     created_at: _dt.datetime | None = None
     started_at: _dt.datetime | None = None
     finished_at: _dt.datetime | None = None
+    claimed_by: str | None = None
+    """The worker running (or that last ran) it."""
+    heartbeat_at: _dt.datetime | None = None
+    attempts: int | None = None
+    """How many times a worker claimed it (a job whose worker died is claimed again)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -152,6 +152,11 @@ class JobOut(BaseModel):
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    #: The worker that claimed it (``machine:pid:start``), its last heartbeat, and how many
+    #: times it was claimed (a job whose worker died is claimed again).
+    claimed_by: str | None = None
+    heartbeat_at: datetime | None = None
+    attempts: int | None = None
 
 
 class FieldErrorOut(BaseModel):
