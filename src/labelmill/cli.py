@@ -508,7 +508,8 @@ def export(
     db: DbOption = None,
     media_url: MediaOption = None,
 ) -> None:
-    """Export a project in a format training code reads (jsonl imports back unchanged)."""
+    """Export a project in a format training code reads (jsonl imports back unchanged). A
+    consensus refresh still pending runs first, so no stored label is missed."""
 
     def go() -> None:
         from labelmill.formats.exporting import EXPORTERS, ExportOptions
