@@ -668,6 +668,7 @@ def test_a_running_job_keeps_its_heartbeat_fresh(db: Any, monkeypatch: Any) -> N
     import labelmill.jobs.executor as executor
 
     monkeypatch.setattr(executor, "HEARTBEAT_SECONDS", 0.01)
+    monkeypatch.setattr(executor, "_BEAT", None)  # a fresh heartbeat thread, not one asleep for 30 s
     seen = threading.Event()
 
     def waits_for_a_heartbeat(db: Database, job: Job) -> dict[str, Any]:
