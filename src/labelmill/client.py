@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import email.utils
 import json
 import math
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar
@@ -465,7 +467,9 @@ class Client:
     """A connection to one labelmill server as one user (the owner of ``token``).
 
     ``url`` is the server's base address (``http://host:8080``; a trailing ``/api/v1`` is
-    accepted too). ``transport`` is handed to httpx, for tests or custom networking. Use the
+    accepted too). ``transport`` is handed to httpx, for tests or custom networking. A 503
+    (the server's database stayed busy; nothing was done) is sent again up to ``busy_retries``
+    times, after the Retry-After the server asks for. Use the
     client as a context manager, or call :meth:`close`, to release its connections.
 
     Wherever a method takes a ``project`` it accepts the id, the name, or a :class:`Project`;
@@ -479,6 +483,7 @@ class Client:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        busy_retries: int = 5,
     ) -> None:
         base = url.rstrip("/")
         if base.endswith(API_PREFIX):
@@ -491,6 +496,7 @@ class Client:
             transport=transport,
         )
         self._project_ids: dict[str, int] = {}
+        self.busy_retries = busy_retries
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -507,10 +513,20 @@ class Client:
         return f"Client({self.url!r})"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise LabelmillConnectionError(self.url + API_PREFIX + path, _reason(exc)) from exc
+        # A 503 means the server's database stayed locked and nothing was done: the request
+        # is sent again after the Retry-After the server asked for (bodies that can be sent
+        # again only: not open files or generators).
+        replayable = "files" not in kwargs and isinstance(kwargs.get("content", b""), bytes | str)
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise LabelmillConnectionError(self.url + API_PREFIX + path, _reason(exc)) from exc
+            if response.status_code != 503 or not replayable or attempt >= self.busy_retries:
+                break
+            attempt += 1
+            time.sleep(retry_after(response, attempt))
         if response.status_code >= 400:
             raise _error_from(response)
         return response
@@ -892,6 +908,28 @@ class Client:
 
 
 _JSON = {"Content-Type": "application/json"}
+
+
+#: The longest wait between two tries of a 503, whatever Retry-After says.
+MAX_RETRY_WAIT = 30.0
+
+
+def retry_after(response: httpx.Response, attempt: int) -> float:
+    """Seconds to wait before trying a 503 again: the server's Retry-After (seconds, or an
+    HTTP date), else a doubling backoff, at most :data:`MAX_RETRY_WAIT`."""
+    header = response.headers.get("retry-after", "").strip()
+    wait: float | None = None
+    if header.isdigit():
+        wait = float(header)
+    elif header:
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+            wait = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
+        except (TypeError, ValueError):
+            wait = None
+    if wait is None:
+        wait = 0.5 * 2 ** (attempt - 1)
+    return min(max(wait, 0.0), MAX_RETRY_WAIT)
 
 
 def _reason(exc: httpx.TransportError) -> str:
