@@ -161,29 +161,36 @@ def test_mixed_concurrent_writes_all_answer_and_health_stays_up(db: Any, live_se
 
 
 def test_busy_database_answers_503_with_retry_after(db: Any, client: Any, monkeypatch: Any) -> None:
-    """A request whose transaction cannot begin within the bounded wait answers 503 with
-    Retry-After (nothing was done), never a hang or a 500."""
-    if db.dialect != "sqlite":
-        pytest.skip("holds SQLite's file lock from outside the server")
-    import sqlite3
+    """A request that cannot get its lock within the bounded wait answers 503 with Retry-After
+    (nothing was done), never a hang or a 500: on SQLite another process holds the write lock,
+    on PostgreSQL another transaction holds the project's row (lock_timeout)."""
+    from sqlalchemy import text
 
     from labelmill.api import deps
-    from labelmill.store.sqlite_hot import sqlite_path
 
     monkeypatch.setattr(deps, "LOCK_WAIT_SECONDS", 0.2)
     _, admin = make_user(db, "admin", role="admin")
     pid = make_project(client, admin)
-    path = sqlite_path(db.url)
-    assert path is not None
-    other = sqlite3.connect(path, isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    other = db.engine.connect()
+    if db.dialect == "sqlite":
+        other.connection.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+        other = other.execution_options(sqlite_begin="IMMEDIATE")
+    transaction = other.begin()  # BEGIN IMMEDIATE on SQLite: the write lock
+    other.execute(
+        text(
+            "SELECT id FROM projects WHERE id = :id FOR UPDATE"
+            if db.dialect != "sqlite"
+            else "SELECT id FROM projects WHERE id = :id"
+        ),
+        {"id": pid},
+    )
     try:
         r = client.patch(f"/api/v1/projects/{pid}", json={"description": "x"}, headers=auth(admin))
         assert r.status_code == 503, r.text
         assert r.headers["Retry-After"] == "1" and r.json()["code"] == "busy"
         assert client.get("/api/v1/health").status_code == 200  # reads still answer
     finally:
-        other.execute("ROLLBACK")
+        transaction.rollback()
         other.close()
     r = client.patch(f"/api/v1/projects/{pid}", json={"description": "x"}, headers=auth(admin))
     assert r.status_code == 200, r.text
