@@ -562,3 +562,20 @@ def test_rating_scales_are_bounded(client: Any, db: Any, rating: dict[str, int])
     r = client.post("/api/v1/projects", json={"name": "r", "schema": schema}, headers=auth(admin))
     assert r.status_code == 422, r.text
     assert "r" in r.json()["detail"] and "rating" in r.json()["detail"]
+
+
+def test_sdk_grants_the_creator_role(client: Any, db: Any) -> None:
+    from labelmill.client import Client, NotFoundError
+
+    _, admin = make_user(db, "admin", role="admin")
+    make_user(db, "dana")
+
+    def through_test_client(request: httpx.Request) -> httpx.Response:
+        r = client.request(request.method, str(request.url), headers=request.headers, content=request.content)
+        return httpx.Response(r.status_code, headers=r.headers, content=r.content)
+
+    # the app in process: the SDK speaks HTTP, here through the TestClient
+    with Client("http://testserver", admin, transport=httpx.MockTransport(through_test_client)) as lm:
+        assert lm.set_user_role("dana", "creator").role == "creator"
+        with pytest.raises(NotFoundError):
+            lm.set_user_role("nobody", "creator")

@@ -573,6 +573,19 @@ class Client:
         """The user this client acts as (a cheap way to check the token)."""
         return _build(User, self._json("GET", "/me"))
 
+    def set_user_role(self, user: int | str | User, role: Literal["admin", "creator", "member"]) -> User:
+        """Change a user's global role (admin only): ``creator`` lets a member create projects."""
+        if isinstance(user, User):
+            uid = user.id
+        elif isinstance(user, int):
+            uid = user
+        else:
+            found = [u for u in self._json("GET", "/users")["results"] if u["name"] == user]
+            if not found:
+                raise NotFoundError(404, f"no user {user!r}", "user", "not_found")
+            uid = int(found[0]["id"])
+        return _build(User, self._json("PATCH", f"/users/{uid}", json={"role": role}))
+
     # -- projects ----------------------------------------------------------------------------------
 
     def projects(self) -> list[Project]:

@@ -33,6 +33,7 @@ def stats(project_id: Id, user: UserDep, session: SessionDep) -> dict[str, Any]:
 async def refresh(project_id: Id, user: UserDep, session: SessionDep, db: DbDep) -> Any:
     project_service.project_for(session, user, project_id, project_service.MANAGE)
     session.commit()
-    job_id = job_service.schedule_job(db, "consensus", project_id)
+    # (a write transaction: in a worker thread, never waiting for a lock on the event loop)
+    job_id = await run_in_threadpool(job_service.schedule_job, db, "consensus", project_id)
     await run_in_threadpool(run_pending, db, project_id=project_id)
     return job_out(db, job_id)
