@@ -579,3 +579,20 @@ def test_sdk_grants_the_creator_role(client: Any, db: Any) -> None:
         assert lm.set_user_role("dana", "creator").role == "creator"
         with pytest.raises(NotFoundError):
             lm.set_user_role("nobody", "creator")
+
+
+def test_cli_grants_the_creator_role(db: Any, client: Any) -> None:
+    from typer.testing import CliRunner
+
+    from labelmill.cli import app as cli
+
+    _, token = make_user(db, "erin")
+    body = {"name": "by-erin", "schema": SCHEMA}
+    assert client.post("/api/v1/projects", json=body, headers=auth(token)).status_code == 403
+    done = CliRunner().invoke(cli, ["user", "role", "erin", "creator", "--db", db.url])
+    assert done.exit_code == 0 and "erin is now creator" in done.output, done.output
+    assert client.post("/api/v1/projects", json=body, headers=auth(token)).status_code == 201
+    done = CliRunner().invoke(cli, ["user", "role", "erin", "overlord", "--db", db.url])
+    assert done.exit_code != 0
+    done = CliRunner().invoke(cli, ["user", "create", "frank", "--role", "creator", "--db", db.url])
+    assert done.exit_code == 0 and "creator" in done.output
