@@ -266,7 +266,7 @@ def test_auth_and_visibility(client: Any, db: Any, admin_token: str) -> None:
 
 
 def test_session_cookie_login(client: Any, db: Any) -> None:
-    make_user(db, "alice", password="correct horse")
+    make_user(db, "alice", role="creator", password="correct horse")
     assert client.post("/api/v1/auth/login", json={"name": "alice", "password": "wrong"}).status_code == 401
     r = client.post("/api/v1/auth/login", json={"name": "alice", "password": "correct horse"})
     assert r.status_code == 200 and "labelmill_session" in r.cookies

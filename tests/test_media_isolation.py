@@ -148,7 +148,7 @@ def test_import_refuses_another_projects_media(db: Any, media_store: MediaStore)
 
 
 def test_api_import_refuses_another_projects_media(client: Any, db: Any, media_store: MediaStore) -> None:
-    _, token = make_user(db, "mallory")
+    _, token = make_user(db, "mallory", role="creator")
     victim = new_project(db, "victim")
     ref = stored_image(db, media_store, victim, "secret.png", (40, 30))
     r = client.post("/api/v1/projects", json={"name": "mine", "schema": BOXES}, headers=auth(token))
@@ -202,7 +202,7 @@ def test_media_route_serves_only_the_projects_own_media(
 ) -> None:
     victim = new_project(db, "victim")
     stored_image(db, media_store, victim, "secret.png", (40, 30))
-    _, token = make_user(db, "mallory")
+    _, token = make_user(db, "mallory", role="creator")
     r = client.post("/api/v1/projects", json={"name": "mine", "schema": BOXES}, headers=auth(token))
     pid = r.json()["id"]
     assert client.get(f"/api/v1/media/{victim}/secret.png", headers=auth(admin_token)).status_code == 200

@@ -55,6 +55,7 @@ T = TypeVar("T")
 
 class UserRole(StrEnum):
     admin = "admin"
+    creator = "creator"
     member = "member"
 
 
@@ -135,7 +136,10 @@ def main_callback(
 @user_app.command("create")
 def user_create(
     name: Annotated[str, typer.Argument(help="Login name.")],
-    role: Annotated[UserRole, typer.Option(help="Global role.")] = UserRole.member,
+    role: Annotated[
+        UserRole,
+        typer.Option(help="Global role: admin (everything), creator (may create projects), member."),
+    ] = UserRole.member,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,
@@ -150,6 +154,24 @@ def user_create(
         with database(db).session() as session:
             user = create_user(session, name, role=role.value, password=password)
             typer.echo(f"created user {user.name!r} (id {user.id}, {user.role})")
+
+    run(go)
+
+
+@user_app.command("role")
+def user_role(
+    name: Annotated[str, typer.Argument(help="User name or id.")],
+    role: Annotated[UserRole, typer.Argument(help="admin, creator (may create projects) or member.")],
+    db: DbOption = None,
+) -> None:
+    """Change a user's global role: only admins and creators create projects."""
+
+    def go() -> None:
+        from labelmill.services.users import get_user, set_role
+
+        with database(db).session() as session:
+            user = set_role(session, get_user(session, name), role.value)
+            typer.echo(f"{user.name} is now {user.role}")
 
     run(go)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import email.utils
 import json
 import math
 import os
@@ -470,7 +471,9 @@ class Client:
     """A connection to one labelmill server as one user (the owner of ``token``).
 
     ``url`` is the server's base address (``http://host:8080``; a trailing ``/api/v1`` is
-    accepted too). ``transport`` is handed to httpx, for tests or custom networking. Use the
+    accepted too). ``transport`` is handed to httpx, for tests or custom networking. A 503
+    (the server's database stayed busy; nothing was done) is sent again up to ``busy_retries``
+    times, after the Retry-After the server asks for. Use the
     client as a context manager, or call :meth:`close`, to release its connections.
 
     Wherever a method takes a ``project`` it accepts the id, the name, or a :class:`Project`;
@@ -484,6 +487,7 @@ class Client:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        busy_retries: int = 5,
     ) -> None:
         base = url.rstrip("/")
         if base.endswith(API_PREFIX):
@@ -496,6 +500,7 @@ class Client:
             transport=transport,
         )
         self._project_ids: dict[str, int] = {}
+        self.busy_retries = busy_retries
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -512,10 +517,20 @@ class Client:
         return f"Client({self.url!r})"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise LabelmillConnectionError(self.url + API_PREFIX + path, _reason(exc)) from exc
+        # A 503 means the server's database stayed locked and nothing was done: the request
+        # is sent again after the Retry-After the server asked for (bodies that can be sent
+        # again only: not open files or generators).
+        replayable = "files" not in kwargs and isinstance(kwargs.get("content", b""), bytes | str)
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise LabelmillConnectionError(self.url + API_PREFIX + path, _reason(exc)) from exc
+            if response.status_code != 503 or not replayable or attempt >= self.busy_retries:
+                break
+            attempt += 1
+            time.sleep(retry_after(response, attempt))
         if response.status_code >= 400:
             raise _error_from(response)
         return response
@@ -561,6 +576,19 @@ class Client:
     def me(self) -> User:
         """The user this client acts as (a cheap way to check the token)."""
         return _build(User, self._json("GET", "/me"))
+
+    def set_user_role(self, user: int | str | User, role: Literal["admin", "creator", "member"]) -> User:
+        """Change a user's global role (admin only): ``creator`` lets a member create projects."""
+        if isinstance(user, User):
+            uid = user.id
+        elif isinstance(user, int):
+            uid = user
+        else:
+            found = [u for u in self._json("GET", "/users")["results"] if u["name"] == user]
+            if not found:
+                raise NotFoundError(404, f"no user {user!r}", "user", "not_found")
+            uid = int(found[0]["id"])
+        return _build(User, self._json("PATCH", f"/users/{uid}", json={"role": role}))
 
     # -- projects ----------------------------------------------------------------------------------
 
@@ -925,6 +953,28 @@ class Client:
 
 _JSON = {"Content-Type": "application/json"}
 _FINISHED = ("done", "failed", "cancelled")
+
+
+#: The longest wait between two tries of a 503, whatever Retry-After says.
+MAX_RETRY_WAIT = 30.0
+
+
+def retry_after(response: httpx.Response, attempt: int) -> float:
+    """Seconds to wait before trying a 503 again: the server's Retry-After (seconds, or an
+    HTTP date), else a doubling backoff, at most :data:`MAX_RETRY_WAIT`."""
+    header = response.headers.get("retry-after", "").strip()
+    wait: float | None = None
+    if header.isdigit():
+        wait = float(header)
+    elif header:
+        try:
+            when = email.utils.parsedate_to_datetime(header)
+            wait = (when - _dt.datetime.now(_dt.UTC)).total_seconds()
+        except (TypeError, ValueError):
+            wait = None
+    if wait is None:
+        wait = 0.5 * 2 ** (attempt - 1)
+    return min(max(wait, 0.0), MAX_RETRY_WAIT)
 
 
 def _reason(exc: httpx.TransportError) -> str:

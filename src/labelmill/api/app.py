@@ -3,15 +3,23 @@ tests and several server processes build exactly the app they need (no module gl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Connection
+from sqlalchemy.exc import OperationalError
+from starlette.concurrency import run_in_threadpool
 
 from labelmill import __version__
+from labelmill.api.deps import RETRY_AFTER_SECONDS, Busy, busy_error, is_lock_error, read_nowait
 from labelmill.api.errors import install_error_handlers
-from labelmill.api.limits import BodyLimitMiddleware
+from labelmill.api.limits import RequestGuardMiddleware
 from labelmill.api.models import ERROR_RESPONSES
 from labelmill.api.routes import (
     auth,
@@ -35,6 +43,9 @@ from labelmill.store.pg_async import HotPath
 from labelmill.store.sqlite_hot import SqliteHotPath, sqlite_path
 
 API_PREFIX = "/api/v1"
+#: Swagger UI's and ReDoc's scripts and styles, from the fastapi-offline wheel (no CDN).
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 def create_app(
@@ -82,7 +93,8 @@ def create_app(
         version=__version__,
         description="Self-hosted data labeling. Authenticate with `Authorization: Token <token>` "
         "(`labelmill token create NAME`). Lists answer `{results, next_cursor}`.",
-        docs_url="/docs",
+        docs_url=None,  # served from local assets by install_docs (they work offline)
+        redoc_url=None,
         openapi_url=f"{API_PREFIX}/openapi.json",
     )
     app.state.db = db
@@ -91,9 +103,8 @@ def create_app(
     app.state.media = media or open_media_store(settings.resolved_media_url())
     app.state.settings = settings
     install_error_handlers(app)
-    app.add_middleware(
-        BodyLimitMiddleware, max_bytes=16 * 1024 * 1024, max_upload_bytes=settings.max_upload_bytes
-    )
+    install_busy_handlers(app)
+    app.add_middleware(RequestGuardMiddleware, max_upload_bytes=settings.max_upload_bytes)
     # The annotator loop's routes first: the router tries routes in order, and they take
     # most of the traffic.
     for module in (
@@ -113,10 +124,19 @@ def create_app(
         app.include_router(module.router, prefix=API_PREFIX, responses=ERROR_RESPONSES)
 
     @app.get("/api/v1/health", tags=["meta"], summary="Liveness and database check")
-    def health() -> dict[str, str]:
-        with db.session() as session:
-            session.connection().exec_driver_sql("SELECT 1")
+    async def health() -> dict[str, str]:
+        # On the event loop, never in the worker threads: it answers while every thread is
+        # busy (or waiting for a lock), and SELECT 1 takes no database lock.
+        def select_one(conn: Connection) -> None:
+            conn.exec_driver_sql("SELECT 1")
+
+        if db.dialect == "sqlite":
+            read_nowait(db, select_one)
+        else:
+            await run_in_threadpool(read_any, db, select_one)
         return {"status": "ok", "version": __version__, "database": db.dialect}
+
+    install_docs(app)
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)
     def home() -> str:
@@ -127,3 +147,68 @@ def create_app(
         )
 
     return app
+
+
+def read_any(db: Database, read: Callable[[Connection], None]) -> None:
+    with db.autocommit() as conn:
+        read(conn)
+
+
+def install_busy_handlers(app: FastAPI) -> None:
+    """A request that waited its bounded time for a database lock answers 503 with
+    Retry-After (the SDK retries it), wherever the lock error surfaced."""
+
+    def busy_response(exc: Busy) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.message, "code": exc.code, "field": None},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.exception_handler(Busy)
+    async def _busy(_: Request, exc: Busy) -> JSONResponse:
+        return busy_response(exc)
+
+    @app.exception_handler(OperationalError)
+    async def _operational(_: Request, exc: OperationalError) -> JSONResponse:
+        if is_lock_error(exc):
+            return busy_response(busy_error())
+        raise exc
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from assets in the installed wheel, so they work on an
+    air-gapped machine; the OpenAPI document answers at /openapi.json too."""
+    openapi_url = app.openapi_url or f"{API_PREFIX}/openapi.json"
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}{openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_at_root() -> JSONResponse:
+        return JSONResponse(app.openapi())

@@ -4,11 +4,11 @@ and reject unknown fields, so a typo is an error instead of a silently ignored s
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from fastapi import Path as PathParam
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 T = TypeVar("T")
 
@@ -22,6 +22,42 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+#: A name that is not only digits: command-line arguments and the API read digits as an id.
+#: (A look-ahead: validated with Python's ``re``, which the OpenAPI document's readers share.)
+NOT_ONLY_DIGITS = r"^(?!\s*\d+\s*$)"
+#: A JSON number: finite (NaN and Infinity are not JSON; the request guard refuses them too).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _drop_null_defaults(schema: dict[str, Any]) -> None:
+    for prop in schema.get("properties", {}).values():
+        if (
+            "default" in prop
+            and prop["default"] is None
+            and prop.get("type") != "null"
+            and "anyOf" not in prop
+        ):
+            del prop["default"]
+
+
+class Patch(Strict):
+    """A PATCH body: a field left out keeps its value; ``null`` is refused (it would erase a
+    field that cannot be empty), so the OpenAPI document does not offer it either
+    (the fields' types have no None, and no ``default: null``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_drop_null_defaults)
+
+    #: Fields whose null means something (e.g. "no reason given").
+    nullable: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.nullable:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
+
+
 class Page(BaseModel, Generic[T]):
     results: list[T]
     next_cursor: str | None = None
@@ -32,10 +68,25 @@ class LoginIn(Strict):
     password: str
 
 
+#: Global roles: ``admin`` does everything; ``creator`` may also create projects; ``member``
+#: works in the projects it is added to.
+UserRole = Literal["admin", "creator", "member"]
+
+
 class UserIn(Strict):
-    name: str = Field(min_length=1, max_length=150)
-    role: Literal["admin", "member"] = "member"
+    name: str = Field(
+        min_length=1, max_length=150, pattern=r"^(?!\d+$)[A-Za-z0-9_.@+-]+$", description="Not only digits."
+    )
+    role: UserRole = "member"
     password: str | None = Field(default=None, min_length=8)
+
+    model_config = ConfigDict(extra="forbid", strict=True, regex_engine="python-re")
+
+
+# PATCH fields are typed without None (it is refused) and default to None: left out.
+class UserPatch(Patch):
+    role: UserRole = None  # type: ignore[assignment]
+    is_active: bool = None  # type: ignore[assignment]
 
 
 class UserOut(BaseModel):
@@ -61,24 +112,36 @@ class NewTokenOut(TokenOut):
     token: str = Field(description="The secret; shown once, store it now.")
 
 
+ProjectName = Annotated[
+    str, Field(min_length=1, max_length=200, pattern=NOT_ONLY_DIGITS, description="Not only digits.")
+]
+
+
 class ProjectIn(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: ProjectName
     label_schema: dict[str, Any] = Field(alias="schema", description="{'controls': [...]} (DESIGN.md)")
     settings: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
     instructions: str = ""
 
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, regex_engine="python-re")
 
 
-class ProjectPatch(Strict):
-    name: str | None = None
-    label_schema: dict[str, Any] | None = Field(default=None, alias="schema")
-    settings: dict[str, Any] | None = None
-    description: str | None = None
-    instructions: str | None = None
+class ProjectPatch(Patch):
+    name: ProjectName = None  # type: ignore[assignment]
+    label_schema: dict[str, Any] = Field(
+        default=None,  # type: ignore[arg-type]
+        alias="schema",
+        description="{'controls': [...]} (DESIGN.md)",
+    )
+    settings: dict[str, Any] = Field(
+        default=None,  # type: ignore[arg-type]
+        description="Merged into the current settings.",
+    )
+    description: str = None  # type: ignore[assignment]
+    instructions: str = None  # type: ignore[assignment]
 
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, regex_engine="python-re")
 
 
 class ProjectOut(BaseModel):
@@ -98,10 +161,12 @@ class MemberIn(Strict):
     role: Literal["manager", "reviewer", "annotator"]
 
 
-class MemberPatch(Strict):
-    role: Literal["manager", "reviewer", "annotator"] | None = None
-    paused: bool | None = None
-    pause_reason: str | None = None
+class MemberPatch(Patch):
+    role: Literal["manager", "reviewer", "annotator"] = None  # type: ignore[assignment]
+    paused: bool = None  # type: ignore[assignment]
+    pause_reason: str | None = Field(default=None, max_length=1000, description="null: the default reason.")
+
+    nullable: ClassVar[frozenset[str]] = frozenset({"pause_reason"})
 
 
 class MemberOut(BaseModel):
@@ -183,6 +248,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflicts with the current state"),
         (413, "Request body too large"),
         (422, "Invalid input: the message names the field (and file:line for imports)"),
+        (
+            503,
+            "The database stayed busy (locked by other writers); nothing was done. Try again "
+            "after the Retry-After header's seconds",
+        ),
     )
 }
 
@@ -269,7 +339,11 @@ class ReviewTaskOut(BaseModel):
 
 
 class ExportIn(Strict):
-    format: str = Field(description="An export format name (GET /api/v1/export-formats lists them).")
+    format: str = Field(
+        min_length=1,
+        max_length=50,
+        description="An export format name (GET /api/v1/export-formats lists them).",
+    )
     labels: Literal["consensus", "annotations"] = "consensus"
     include_predictions: bool = False
     include_auto: bool = True
@@ -282,7 +356,7 @@ class ExportIn(Strict):
 class PredictionIn(Strict):
     external_id: str = Field(min_length=1, max_length=255)
     value: dict[str, Any]
-    score: float | None = None
+    score: FiniteFloat | None = None
     model_version: str = Field(default="", max_length=200)
 
 

@@ -215,6 +215,11 @@ class TextControl(_TextLikeControl):
     type: Literal["text"]
 
 
+#: A rating scale has at most this many steps after its first (0..100 is the longest from 0).
+MAX_RATING_STEPS = 100
+MAX_RATING_BOUND = 1_000_000
+
+
 class RatingControl(_Control):
     """An integer score on a closed scale (Likert, 1-5 stars)."""
 
@@ -227,6 +232,14 @@ class RatingControl(_Control):
     def _range(self) -> RatingControl:
         if self.min >= self.max:
             raise FieldProblem("max", f"rating max {self.max} must be greater than min {self.min}")
+        # Every step is a class to aggregate and a button to show: a scale is short.
+        if abs(self.min) > MAX_RATING_BOUND or abs(self.max) > MAX_RATING_BOUND:
+            raise FieldProblem("min", f"rating min and max must lie within ±{MAX_RATING_BOUND}")
+        if self.max - self.min > MAX_RATING_STEPS:
+            raise FieldProblem(
+                "max",
+                f"rating scale {self.min}..{self.max} is too long: at most {MAX_RATING_STEPS + 1} steps",
+            )
         return self
 
 

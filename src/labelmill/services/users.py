@@ -18,7 +18,7 @@ from sqlalchemy import Connection, String, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from labelmill.services.errors import Conflict, Invalid, NotFound, Unauthorized
-from labelmill.store.models import USER_ROLES, ApiToken, User
+from labelmill.store.models import USER_ROLES, ApiToken, Member, User
 
 _hasher = PasswordHasher()
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
@@ -42,13 +42,27 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+#: Global roles that may create projects (a project's creator becomes its manager).
+PROJECT_CREATORS = ("admin", "creator")
+
+
+def can_create_projects(user: User) -> bool:
+    return user.role in PROJECT_CREATORS
+
+
+def _check_role(role: str) -> None:
+    if role not in USER_ROLES:
+        raise Invalid(f"role {role!r} is not one of {', '.join(USER_ROLES)}", field="role")
+
+
 def create_user(session: Session, name: str, *, role: str = "member", password: str | None = None) -> User:
     if not _NAME_RE.match(name):
         raise Invalid(
             f"user name {name!r} is not valid: use 1-150 letters, digits or _ . @ + -", field="name"
         )
-    if role not in USER_ROLES:
-        raise Invalid(f"role {role!r} is not one of {', '.join(USER_ROLES)}", field="role")
+    if name.isdigit():
+        raise Invalid(f"user name {name!r} cannot be only digits (they are read as a user id)", field="name")
+    _check_role(role)
     if password is not None and len(password) < 8:
         raise Invalid("password must have at least 8 characters", field="password")
     if session.scalar(select(User.id).where(User.name == name)) is not None:
@@ -68,6 +82,37 @@ def get_user(session: Session, ref: str | int) -> User:
         user = session.scalar(select(User).where(User.name == str(ref)))
     if user is None:
         raise NotFound(f"no user {ref!r}", field="user")
+    return user
+
+
+def visible_user(session: Session, viewer: User, ref: str | int) -> User:
+    """A user as ``viewer`` may name them when adding members: an admin any user; anyone
+    else only users who already share a project with them. Any other name answers exactly
+    as an unknown one does, so that adding members cannot list who has an account."""
+    try:
+        user: User | None = get_user(session, ref)
+    except NotFound:
+        user = None
+    if user is not None and (
+        viewer.role == "admin" or user.id == viewer.id or _share_a_project(session, viewer, user)
+    ):
+        return user
+    raise NotFound(f"no user {ref!r}", field="user")
+
+
+def _share_a_project(session: Session, a: User, b: User) -> bool:
+    mine = select(Member.project_id).where(Member.user_id == a.id)
+    found = session.scalar(
+        select(Member.id).where(Member.user_id == b.id, Member.project_id.in_(mine)).limit(1)
+    )
+    return found is not None
+
+
+def set_role(session: Session, user: User, role: str) -> User:
+    """Change a user's global role (``creator`` lets a member create projects)."""
+    _check_role(role)
+    user.role = role
+    session.flush()
     return user
 
 

@@ -36,7 +36,8 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 #: 64-bit ids on PostgreSQL; SQLite only auto-increments a plain INTEGER primary key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
-USER_ROLES = ("admin", "member")
+#: Global roles: admin (everything), creator (may also create projects), member.
+USER_ROLES = ("admin", "creator", "member")
 MEMBER_ROLES = ("manager", "reviewer", "annotator")
 TASK_STATES = ("leased", "submitted", "skipped", "expired")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")

@@ -4,9 +4,8 @@ import mimetypes
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
+from labelmill.api.deps import MediaDep, SessionDep, UserDep
 from labelmill.api.models import AnnotationOut, CreatedOut, Id, ItemDetailOut, ItemOut, Page, PredictionsIn
 from labelmill.services import items as item_service
 from labelmill.services import predictions as prediction_service
@@ -104,11 +103,8 @@ def get_media(project_id: Id, name: str, user: UserDep, session: SessionDep, med
     status_code=201,
     summary="Add model predictions to items by external_id (all or nothing)",
 )
-async def add_predictions(
-    project_id: Id, body: PredictionsIn, user: UserDep, session: SessionDep, db: DbDep
-) -> CreatedOut:
+def add_predictions(project_id: Id, body: PredictionsIn, user: UserDep, session: SessionDep) -> CreatedOut:
+    # In the request's own transaction, in a worker thread: its lock wait is bounded (503).
     project_service.project_for(session, user, project_id, project_service.MANAGE)
-    session.commit()
     rows = [p.model_dump() for p in body.predictions]
-    created = await run_in_threadpool(prediction_service.add_predictions, db, project_id, rows)
-    return CreatedOut(created=created)
+    return CreatedOut(created=prediction_service.add_predictions_in(session, project_id, rows))

@@ -40,7 +40,8 @@ def list_members(project_id: Id, user: UserDep, session: SessionDep) -> Page[Mem
 )
 def add_member(project_id: Id, body: MemberIn, user: UserDep, session: SessionDep) -> MemberOut:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
-    target = user_service.get_user(session, body.user)
+    # Only users the caller may already see (an admin: anyone): no listing of accounts by name.
+    target = user_service.visible_user(session, user, body.user)
     member = project_service.add_member(session, project, target, body.role)
     return member_out(member, target)
 

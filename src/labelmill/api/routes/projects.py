@@ -5,6 +5,8 @@ from fastapi import APIRouter, Response
 from labelmill.api.deps import MediaDep, SessionDep, UserDep
 from labelmill.api.models import Id, Page, ProjectIn, ProjectOut, ProjectPatch
 from labelmill.services import projects as project_service
+from labelmill.services import users as user_service
+from labelmill.services.errors import Forbidden
 from labelmill.services.types import Project
 
 router = APIRouter(tags=["projects"])
@@ -40,9 +42,14 @@ def list_projects(user: UserDep, session: SessionDep) -> Page[ProjectOut]:
     response_model=ProjectOut,
     status_code=201,
     response_model_by_alias=True,
-    summary="Create a project; the caller becomes its manager",
+    summary="Create a project (admin or creator role); the caller becomes its manager",
 )
 def create_project(body: ProjectIn, user: UserDep, session: SessionDep) -> ProjectOut:
+    if not user_service.can_create_projects(user):
+        raise Forbidden(
+            "creating projects needs the admin or creator role "
+            f"(an admin runs: labelmill user role {user.name} creator)"
+        )
     project = project_service.create_project(
         session,
         body.name,

@@ -35,6 +35,7 @@ async def refresh(
 ) -> Any:
     project_service.project_for(session, user, project_id, project_service.MANAGE)
     session.commit()
-    job_id = job_service.schedule_job(db, "consensus", project_id)
+    # (a write transaction: in a worker thread, never waiting for a lock on the event loop)
+    job_id = await run_in_threadpool(job_service.schedule_job, db, "consensus", project_id)
     await run_in_threadpool(submit_and_wait, db, executor, job_id, 600.0)  # the app's executor runs it
     return job_out(db, job_id)

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from labelmill.api.deps import AdminDep, SessionDep
-from labelmill.api.models import Page, UserIn, UserOut
+from labelmill.api.models import Id, Page, UserIn, UserOut, UserPatch
 from labelmill.api.routes.auth import user_out
 from labelmill.services import users as user_service
 from labelmill.services.types import User
@@ -21,4 +21,19 @@ def list_users(_: AdminDep, session: SessionDep) -> Page[UserOut]:
 @router.post("/users", response_model=UserOut, status_code=201, summary="Create a user (admin)")
 def create_user(body: UserIn, _: AdminDep, session: SessionDep) -> UserOut:
     user = user_service.create_user(session, body.name, role=body.role, password=body.password)
+    return user_out(user)
+
+
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserOut,
+    summary="Change a user's global role, or (de)activate them (admin)",
+)
+def patch_user(user_id: Id, body: UserPatch, _: AdminDep, session: SessionDep) -> UserOut:
+    user = user_service.get_user(session, user_id)
+    if body.role is not None:
+        user_service.set_role(session, user, body.role)
+    if body.is_active is not None:
+        user.is_active = body.is_active
+        session.flush()
     return user_out(user)
