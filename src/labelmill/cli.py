@@ -412,9 +412,11 @@ def import_(
     as_: Annotated[
         Target,
         typer.Option(
-            "--as", help="Labels of a coco/yolo/voc/conll dataset become gold, predictions or annotations."
+            "--as",
+            help="Labels of a coco/yolo/voc/conll dataset become annotations (default: consensus and "
+            "exports give the dataset back), predictions (pre-labels for people to check) or gold.",
         ),
-    ] = Target.gold,
+    ] = Target.annotations,
     control: Annotated[
         str | None, typer.Option(help="Control the dataset's labels go under (default: the first that fits).")
     ] = None,
@@ -428,8 +430,7 @@ def import_(
     """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored."""
 
     def go() -> None:
-        from labelmill.formats import read_any
-        from labelmill.services.ingest import import_records, iter_all, reader_options
+        from labelmill.services.ingest import import_records, iter_all, open_reader
         from labelmill.services.projects import get_project, load_schema
 
         media = media_store(media_url)
@@ -440,12 +441,13 @@ def import_(
         with database_.session() as session:
             p = get_project(session, project)
             project_id, schema = p.id, load_schema(p.label_schema)
-        options = reader_options(schema, format, target=as_.value, control=control) if format else {}
         totals = [_count_lines(f) for f in files]
         total = sum(t for t in totals if t) if all(t is not None for t in totals) else None
         with _progress() as bar:
             task = bar.add_task("importing", total=total)
-            records = iter_all(read_any(f, format, **options) for f in files)
+            records = iter_all(
+                open_reader(schema, f, format, target=as_.value, control=control) for f in files
+            )
             result = import_records(
                 database_,
                 project_id,

@@ -17,7 +17,8 @@ from labelmill.formats.tabular import read_csv, read_parquet
 __all__ = ["FORMATS", "detect_format", "read_any"]
 
 #: Readers of labelled datasets: they need the ``control`` to put labels under and a ``target``
-#: (``gold``, ``predictions`` or ``annotations``), so they are only chosen by name.
+#: (``gold``, ``predictions`` or ``annotations``); only CoNLL has extensions of its own, the others
+#: (a JSON file, a folder) are chosen by name.
 DATASET_READERS = {
     "coco": "labelmill.formats.coco:read_coco",
     "yolo": "labelmill.formats.yolo:read_yolo",
@@ -36,6 +37,10 @@ _BY_SUFFIX = {
     ".pq": "parquet",
     # A .json file is a whole JSON document; the one such import format we know is Label Studio's.
     ".json": "labelstudio",
+    ".conll": "conll",
+    ".iob": "conll",
+    ".iob2": "conll",
+    ".bio": "conll",
 }
 
 
@@ -56,7 +61,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             1,
             "",
             f"cannot tell the format from the extension {p.suffix!r}; use .jsonl, .csv, .tsv, .parquet, "
-            ".json (Label Studio) or a folder of media files",
+            ".json (Label Studio), .conll (.iob, .iob2, .bio), a folder of media files, or --format",
         )
     return fmt
 

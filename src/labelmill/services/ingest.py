@@ -9,6 +9,7 @@ import leaves the project exactly as it was.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from labelmill.formats.readers import detect_format, read_any
 from labelmill.formats.records import FormatError, ImportRecord
 from labelmill.schema import AnnotationValueError, LabelSchema, check_value
 from labelmill.services.jobs import schedule_job
@@ -381,8 +383,14 @@ DATASET_CONTROL_TYPES = {
 }
 
 
+#: Where a labelled dataset's labels go unless the caller says: annotations, so the obvious round trip
+#: (import, consensus, export) gives the dataset back; ``gold`` would hide every item from the queue
+#: and from the consensus export.
+DEFAULT_TARGET = "annotations"
+
+
 def reader_options(
-    schema: LabelSchema, fmt: str, *, target: str = "gold", control: str | None = None
+    schema: LabelSchema, fmt: str, *, target: str | None = None, control: str | None = None
 ) -> dict[str, Any]:
     """Options for a labelled-dataset reader: the control its labels go under (the schema's first
     control of a fitting type unless named), that control's source field, and the target."""
@@ -399,4 +407,24 @@ def reader_options(
             chosen = schema.control(control)
         except KeyError:
             raise ValueError(f"no control {control!r} in the project's schema") from None
-    return {"control": chosen.name, "source": chosen.source, "target": target}
+    return {"control": chosen.name, "source": chosen.source, "target": target or DEFAULT_TARGET}
+
+
+def open_reader(
+    schema: LabelSchema,
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    *,
+    source_name: str | None = None,
+    target: str | None = None,
+    control: str | None = None,
+) -> Iterator[ImportRecord]:
+    """The records of one file or folder for this project: its format (``fmt``, else detected from
+    the name) and, for a labelled dataset, where its labels go. The CLI and the API both read this way."""
+    fmt = fmt or detect_format(path)
+    options = reader_options(schema, fmt, target=target, control=control)
+    if source_name is not None and fmt in ("jsonl", "csv", "tsv", "parquet", "labelstudio"):
+        options["source_name"] = source_name
+    elif source_name is not None and fmt == "conll":
+        options["name"] = source_name
+    return read_any(path, fmt, **options)

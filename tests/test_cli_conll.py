@@ -1,0 +1,91 @@
+"""CoNLL through the command line as a user meets it: no --format, no --as, import then export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from labelmill.cli import app
+from labelmill.formats import detect_format
+
+SCHEMA = {
+    "controls": [{"name": "entities", "type": "spans", "source": "text", "classes": ["PER", "LOC", "ORG"]}]
+}
+CONLL = "John\tB-PER\nlives\tO\nin\tO\nNew\tB-LOC\nYork\tI-LOC\n\nACME\tB-ORG\nhires\tO\n\nnothing\tO\nhere\tO\n\n"
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("LABELMILL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("LABELMILL_DATABASE_URL", raising=False)
+    return {"tmp": tmp_path, "db": f"sqlite:///{tmp_path / 'cli.db'}"}
+
+
+def _project(env: dict[str, Any], schema: dict[str, Any] = SCHEMA) -> None:
+    path = env["tmp"] / "schema.json"
+    path.write_text(json.dumps(schema))
+    r = cli("project", "create", "ner", "--schema", str(path), "--db", env["db"])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("suffix", [".conll", ".iob", ".iob2", ".bio", ".CoNLL", ".conll.gz"])
+def test_conll_extensions_are_recognised(tmp_path: Path, suffix: str) -> None:
+    assert detect_format(tmp_path / f"train{suffix}") == "conll"
+
+
+@pytest.mark.parametrize("suffix", [".conll", ".iob2"])
+def test_import_then_export_gives_the_file_back(env: dict[str, Any], suffix: str) -> None:
+    _project(env)
+    src = env["tmp"] / f"in{suffix}"
+    src.write_text(CONLL)
+    r = cli("import", "ner", str(src), "--db", env["db"])
+    assert r.exit_code == 0 and "3 created, 3 annotations" in r.output, r.output
+    out = env["tmp"] / "out.conll"
+    r = cli("export", "ner", "--format", "conll", "--out", str(out), "--db", env["db"])
+    assert r.exit_code == 0, r.output
+    assert out.read_text() == CONLL
+
+
+def test_as_gold_is_still_available(env: dict[str, Any]) -> None:
+    _project(env)
+    src = env["tmp"] / "in.conll"
+    src.write_text(CONLL)
+    r = cli("import", "ner", str(src), "--as", "gold", "--db", env["db"])
+    assert r.exit_code == 0 and "3 created" in r.output and "annotations" not in r.output, r.output
+    out = env["tmp"] / "out.jsonl"
+    assert cli("export", "ner", "--out", str(out), "--db", env["db"]).exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all(row["annotations"] == [] for row in rows)
+
+
+def test_conll_needs_a_spans_control(env: dict[str, Any]) -> None:
+    _project(
+        env, {"controls": [{"name": "s", "type": "choices", "source": "text", "classes": ["a", "b"]}]}
+    )
+    src = env["tmp"] / "in.conll"
+    src.write_text(CONLL)
+    r = cli("import", "ner", str(src), "--db", env["db"])
+    assert r.exit_code == 1 and r.output == "error: conll labels need a spans control in the project's schema\n"
+
+
+def test_wnut16_round_trip(env: dict[str, Any], shared_datasets: Path) -> None:
+    path = shared_datasets / "ner" / "wnut16" / "train.conll"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    tags = {line.rstrip("\n").split("\t")[-1][2:] for line in lines if "\t" in line}
+    _project(
+        env,
+        {"controls": [{"name": "entities", "type": "spans", "source": "text", "classes": sorted(tags - {""})}]},
+    )
+    assert cli("import", "ner", str(path), "--db", env["db"]).exit_code == 0
+    out = env["tmp"] / "out.conll"
+    assert cli("export", "ner", "--format", "conll", "--out", str(out), "--db", env["db"]).exit_code == 0
+    expected = "".join(line for line in lines if not line.startswith("-DOCSTART-"))
+    assert out.read_text(encoding="utf-8") == expected
