@@ -15,7 +15,11 @@ from labelmill.formats import detect_format
 SCHEMA = {
     "controls": [{"name": "entities", "type": "spans", "source": "text", "classes": ["PER", "LOC", "ORG"]}]
 }
-CONLL = "John\tB-PER\nlives\tO\nin\tO\nNew\tB-LOC\nYork\tI-LOC\n\nACME\tB-ORG\nhires\tO\n\nnothing\tO\nhere\tO\n\n"
+CONLL = (
+    "John\tB-PER\nlives\tO\nin\tO\nNew\tB-LOC\nYork\tI-LOC\n\n"
+    "ACME\tB-ORG\nhires\tO\n\n"
+    "nothing\tO\nhere\tO\n\n"
+)
 
 
 def cli(*args: str) -> Any:
@@ -67,23 +71,20 @@ def test_as_gold_is_still_available(env: dict[str, Any]) -> None:
 
 
 def test_conll_needs_a_spans_control(env: dict[str, Any]) -> None:
-    _project(
-        env, {"controls": [{"name": "s", "type": "choices", "source": "text", "classes": ["a", "b"]}]}
-    )
+    _project(env, {"controls": [{"name": "s", "type": "choices", "source": "text", "classes": ["a", "b"]}]})
     src = env["tmp"] / "in.conll"
     src.write_text(CONLL)
     r = cli("import", "ner", str(src), "--db", env["db"])
-    assert r.exit_code == 1 and r.output == "error: conll labels need a spans control in the project's schema\n"
+    assert r.exit_code == 1
+    assert r.output == "error: conll labels need a spans control in the project's schema\n"
 
 
 def test_wnut16_round_trip(env: dict[str, Any], shared_datasets: Path) -> None:
     path = shared_datasets / "ner" / "wnut16" / "train.conll"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     tags = {line.rstrip("\n").split("\t")[-1][2:] for line in lines if "\t" in line}
-    _project(
-        env,
-        {"controls": [{"name": "entities", "type": "spans", "source": "text", "classes": sorted(tags - {""})}]},
-    )
+    control = {"name": "entities", "type": "spans", "source": "text", "classes": sorted(tags - {""})}
+    _project(env, {"controls": [control]})
     assert cli("import", "ner", str(path), "--db", env["db"]).exit_code == 0
     out = env["tmp"] / "out.conll"
     assert cli("export", "ner", "--format", "conll", "--out", str(out), "--db", env["db"]).exit_code == 0
