@@ -305,3 +305,24 @@ def test_stats_command(env: dict[str, Any]) -> None:
     assert r.exit_code == 0 and "items 3: 3 done" in r.output and "ann" in r.output, r.output
     data = json.loads(cli("stats", "p", "--json", "--db", db).output)
     assert data["progress"]["done"] == 3 and {a["name"] for a in data["annotators"]} == {"ann", "bob"}
+
+
+def test_broken_pipe_ends_quietly_with_141(env: dict[str, Any]) -> None:
+    """`labelmill export --out - | head`: the reader leaves early; no traceback, no error line."""
+    db, tmp = env["db"], env["tmp"]
+    cli("project", "create", "p", "--schema", str(env["schema"]), "--db", db)
+    items = tmp / "items.jsonl"
+    items.write_text("".join(json.dumps({"text": f"text {i} " + "x" * 100}) + "\n" for i in range(3000)))
+    assert cli("import", "p", str(items), "--db", db).exit_code == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelmill.cli", "export", "p", "--out", "-", "--db", db],
+        env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()  # like `head -1` exiting after its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == ""

@@ -85,6 +85,8 @@ def friendly_errors() -> Iterator[None]:
 
     try:
         yield
+    except BrokenPipeError:
+        quiet_broken_pipe()
     except (LabelmillError, FormatError) as exc:
         fail(str(exc))
     except OperationalError as exc:
@@ -93,6 +95,17 @@ def friendly_errors() -> Iterator[None]:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; nothing was stored by the unfinished command", 130)
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """Whoever read our output stopped (``labelmill export --out - | head``): end quietly, as shell
+    tools do, with 128 + SIGPIPE; stdout goes to devnull so the exit's flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test runner's capture)
+        pass
+    raise typer.Exit(141)
 
 
 def database(url: str | None) -> Any:
@@ -763,7 +776,13 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        try:
+            quiet_broken_pipe()
+        except typer.Exit as exit_:
+            sys.exit(exit_.exit_code)
 
 
 if __name__ == "__main__":
