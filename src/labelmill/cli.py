@@ -319,13 +319,29 @@ def _set_paused(project: str, user: str, paused: bool, reason: str | None, db: s
     run(go)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _eta_text(progress: dict[str, Any]) -> str:
+    if progress["labels_remaining"] <= 0:
+        return "finished"
+    if progress["eta_seconds"] is None:
+        return "finish time unknown until 20 labels over 10 minutes"
+    low, high = _duration(progress["eta_low"]), _duration(progress["eta_high"])
+    return f"finishes in {_duration(progress['eta_seconds'])}, 90% within {low} to {high}"
+
+
 @app.command("stats")
 def stats_cmd(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the full statistics as JSON.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Project progress and per-annotator statistics (speed, gold accuracy, agreement, skill, reviews)."""
+    """Project progress and per-annotator statistics (speed, gold accuracy, agreement, skill, reviews).
+
+    Gold items are counted apart from the items to label; the time to finish needs 20 labels over
+    10 minutes and comes with its 90% interval."""
 
     def go() -> None:
         from rich.console import Console
@@ -340,11 +356,11 @@ def stats_cmd(
             typer.echo(json.dumps(data, indent=2, default=str))
             return
         p = data["progress"]
-        eta = f"{p['eta_seconds'] / 3600:.1f} h" if p["eta_seconds"] else "-"
+        gold = f" (and {p['gold_items']} gold, not counted)" if p["gold_items"] else ""
         typer.echo(
-            f"items {p['items']}: {p['done']} done, {p['in_progress']} in progress, "
+            f"items {p['items']}{gold}: {p['done']} done, {p['in_progress']} in progress, "
             f"{p['remaining']} remaining ({p['labels_remaining']} labels, "
-            f"{p['labels_per_hour']}/h, finishes in {eta})"
+            f"{p['labels_per_hour']}/h, {_eta_text(p)})"
         )
         table = Table(
             "annotator", "done", "skips", "median s", "gold acc", "agreement", "skill", "accepted", "status"
