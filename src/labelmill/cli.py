@@ -453,12 +453,58 @@ def import_(
         OnDuplicate,
         typer.Option(help="What an existing external_id does: reject the import, update it, or skip it."),
     ] = OnDuplicate.reject,
+    gold_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gold-column",
+            metavar="CONTROL=COLUMN",
+            help="A table column holding CONTROL's gold answer (repeatable; CONTROL alone when the "
+            "column has its name). Convention without options: a column gold.CONTROL.",
+        ),
+    ] = None,
+    annotation_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotation-column",
+            metavar="ANNOTATOR.CONTROL=COLUMN",
+            help="A column holding ANNOTATOR's answer of CONTROL (repeatable). Convention: a column "
+            "annotation.ANNOTATOR.CONTROL.",
+        ),
+    ] = None,
+    meta_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--meta-column",
+            metavar="KEY=COLUMN",
+            help="A column that goes to the item's meta (not shown to annotators) as KEY (repeatable; "
+            "COLUMN alone keeps its name). Convention: a column meta.KEY.",
+        ),
+    ] = None,
+    drop_column: Annotated[
+        list[str] | None,
+        typer.Option("--drop-column", metavar="COLUMN", help="A column to leave out (repeatable)."),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            metavar="COLUMN",
+            help="The column of external ids (default: external_id, else id).",
+        ),
+    ] = None,
     db: DbOption = None,
     media_url: MediaOption = None,
 ) -> None:
-    """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored."""
+    """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored.
+
+    Every column of a CSV, TSV or Parquet file (every key of a flat JSONL line) is item data, which
+    annotators see, except: external_id (else id), meta.KEY, gold.CONTROL and
+    annotation.ANNOTATOR.CONTROL, and the columns the --*-column options name. A data column named
+    like a control or an answer (label, class, target, ...) is warned about.
+    """
 
     def go() -> None:
+        from labelmill.formats.columns import parse_column_options
         from labelmill.services.ingest import import_records, iter_all, open_reader
         from labelmill.services.projects import get_project, load_schema
 
@@ -470,12 +516,20 @@ def import_(
         with database_.session() as session:
             p = get_project(session, project)
             project_id, schema = p.id, load_schema(p.label_schema)
+        columns = parse_column_options(
+            gold=gold_column,
+            annotations=annotation_column,
+            meta=meta_column,
+            drop=drop_column,
+            id_column=id_column,
+        ).with_schema({c.name: c.type for c in schema.controls})
         totals = [_count_lines(f) for f in files]
         total = sum(t for t in totals if t) if all(t is not None for t in totals) else None
         with _progress() as bar:
             task = bar.add_task("importing", total=total)
             records = iter_all(
-                open_reader(schema, f, format, target=as_.value, control=control) for f in files
+                open_reader(schema, f, format, target=as_.value, control=control, columns=columns)
+                for f in files
             )
             result = import_records(
                 database_,
@@ -485,8 +539,11 @@ def import_(
                 media=media,
                 progress=lambda n: bar.advance(task, n),
             )
-        summary = ", ".join(f"{v} {k}" for k, v in result.as_dict().items() if v)
+        counts = {k: v for k, v in result.as_dict().items() if k != "warnings"}
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         typer.echo(f"imported into project {project_id}: {summary or 'nothing'}")
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         if result.needs_consensus:
             from labelmill.jobs.worker import run_pending
 

@@ -11,13 +11,14 @@ from starlette.concurrency import run_in_threadpool
 from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
 from labelmill.api.models import Id, JobOut
 from labelmill.api.routes.jobs import job_out
-from labelmill.formats import read_any, scan_media_folder
+from labelmill.formats import scan_media_folder
+from labelmill.formats.columns import parse_column_options
 from labelmill.formats.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from labelmill.formats.records import FormatError
 from labelmill.services import jobs as job_service
 from labelmill.services import projects as project_service
 from labelmill.services.errors import Invalid
-from labelmill.services.ingest import import_records, iter_all
+from labelmill.services.ingest import import_records, iter_all, open_reader
 from labelmill.store.media import safe_media_name
 
 router = APIRouter(tags=["imports"])
@@ -61,19 +62,53 @@ async def create_import(
         None, description="Format of the data files; default: by extension"
     ),
     on_duplicate: Literal["reject", "update", "skip"] = Form("reject"),
+    gold_column: list[str] = Form([], description="CONTROL=COLUMN: a column of gold answers (repeatable)"),
+    annotation_column: list[str] = Form(
+        [], description="ANNOTATOR.CONTROL=COLUMN: a column of one annotator's answers (repeatable)"
+    ),
+    meta_column: list[str] = Form([], description="KEY=COLUMN: a column that goes to the item's meta"),
+    drop_column: list[str] = Form([], description="COLUMN: a column to leave out"),
+    id_column: str | None = Form(
+        None, description="The column of external ids (default external_id, else id)"
+    ),
 ) -> Any:
-    project_service.project_for(session, user, project_id, project_service.MANAGE)
+    project = project_service.project_for(session, user, project_id, project_service.MANAGE)
+    schema = project_service.load_schema(project.label_schema)
+    try:
+        columns = parse_column_options(
+            gold=gold_column,
+            annotations=annotation_column,
+            meta=meta_column,
+            drop=drop_column,
+            id_column=id_column,
+        ).with_schema({c.name: c.type for c in schema.controls})
+    except ValueError as exc:
+        raise Invalid(str(exc), field="columns") from None
     session.commit()
     with tempfile.TemporaryDirectory(prefix="labelmill-upload-") as tmp:
         saved, is_media = _save_uploads(files, Path(tmp))
-        params = {"files": [n for _, n in saved], "format": format, "on_duplicate": on_duplicate}
+        params = {
+            "files": [n for _, n in saved],
+            "format": format,
+            "on_duplicate": on_duplicate,
+            "columns": {
+                "gold": gold_column,
+                "annotation": annotation_column,
+                "meta": meta_column,
+                "drop": drop_column,
+                "id": id_column,
+            },
+        }
         job_id = job_service.create_job(db, "import", project_id=project_id, params=params, user=user)
 
-        def run() -> dict[str, int]:
+        def run() -> dict[str, Any]:
             if is_media:
                 records = scan_media_folder(Path(tmp))
             else:
-                records = iter_all(read_any(path, format, source_name=name) for path, name in saved)
+                records = iter_all(
+                    open_reader(schema, path, format, source_name=name, columns=columns)
+                    for path, name in saved
+                )
             done = 0
 
             def progress(n: int) -> None:
