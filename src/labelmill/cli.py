@@ -643,39 +643,42 @@ def export(
 # -- quality ---------------------------------------------------------------------------------------
 
 
-def _read_labels_csv(path: Path) -> tuple[list[str], list[str], list[str]]:
-    items: list[str] = []
-    workers: list[str] = []
-    labels: list[str] = []
-    try:
-        fh = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        fail(f"{path}: {exc.strerror}")
-    with fh:
-        reader = csv.reader(fh)
-        header = [h.strip().lower() for h in next(reader, [])]
-        if "item" not in header and "task" in header:
-            header[header.index("task")] = "item"
-        missing = [c for c in ("item", "worker", "label") if c not in header]
-        if missing:
-            fail(
-                f"{path}:1: missing column(s) {', '.join(missing)} "
-                "(need item,worker,label; task is accepted for item)"
-            )
-        ii, wi, li = header.index("item"), header.index("worker"), header.index("label")
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                fail(f"{path}:{lineno}: expected {len(header)} fields, found {len(row)}")
-            if row[li] == "":
-                fail(f"{path}:{lineno}: label: empty")
-            items.append(row[ii])
-            workers.append(row[wi])
-            labels.append(row[li])
-    if not labels:
-        fail(f"{path}: no labels")
-    return items, workers, labels
+LabelsArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Labels: a CSV with columns item,worker,label (task accepted for item), or a project's "
+        "annotations export (JSONL, or CSV with --labels annotations). Or give --project.",
+    ),
+]
+ProjectLabelsOption = Annotated[
+    str | None, typer.Option("--project", help="Read the labels from this project (id or name) instead.")
+]
+ControlOption = Annotated[
+    str | None,
+    typer.Option("--control", help="The control whose answers to use (default: the only one there is)."),
+]
+
+
+def _read_labels(path: Path | None, project: str | None, control: str | None, db: str | None) -> Any:
+    from labelmill.formats.labels import labels_from_rows, read_label_table
+
+    if path is not None and project is None:
+        if not path.exists():
+            fail(f"{path}: no such file")
+        return read_label_table(path, control)
+    if project is None or path is not None:
+        fail("give a labels file or --project, one of them")
+    from labelmill.services.export import iter_export_rows
+    from labelmill.services.projects import get_project
+
+    database_ = database(db)
+    with database_.session() as session:
+        p = get_project(session, project)
+        pid, name = p.id, p.name
+    table = labels_from_rows(iter_export_rows(database_, pid), control, f"project {name!r}")
+    if not table.labels:
+        fail(f"project {name!r} has no annotations" + (f" of {control!r}" if control else ""))
+    return table
 
 
 def _method_help() -> str:
@@ -687,23 +690,24 @@ def _method_help() -> str:
 
 @app.command("aggregate")
 def aggregate(
-    labels: Annotated[
-        Path, typer.Argument(help="CSV with columns item,worker,label (task accepted for item).")
-    ],
+    labels: LabelsArgument = None,
     method: Annotated[str | None, typer.Option("--method", help=_method_help())] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write item,label,confidence here (default stdout).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for stochastic methods.")] = 0,
+    project: ProjectLabelsOption = None,
+    control: ControlOption = None,
+    db: DbOption = None,
 ) -> None:
     """Aggregate crowd labels into one label per item with its confidence."""
 
     def go() -> None:
         from labelmill.quality.methods import DEFAULT_METHOD, make_aggregator
 
-        items, workers, values = _read_labels_csv(labels)
+        table = _read_labels(labels, project, control, db)
         model = make_aggregator(method or DEFAULT_METHOD, random_state=seed)
-        model.fit({"item": items, "worker": workers, "label": values})
+        model.fit(table.as_columns())
         probas = model.predict_proba()
         best = probas.argmax(axis=1)
         fh = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
@@ -723,22 +727,22 @@ def aggregate(
 
 @app.command("agreement")
 def agreement(
-    labels: Annotated[
-        Path, typer.Argument(help="CSV with columns item,worker,label (task accepted for item).")
-    ],
+    labels: LabelsArgument = None,
     metric: Annotated[
         str, typer.Option("--metric", help="krippendorff, fleiss, cohen (mean pairwise) or percent.")
     ] = "krippendorff",
+    project: ProjectLabelsOption = None,
+    control: ControlOption = None,
+    db: DbOption = None,
 ) -> None:
-    """Inter-annotator agreement of a label file."""
+    """Inter-annotator agreement of a label file or of a project's annotations."""
 
     def go() -> None:
         from labelmill.quality.agreement import AGREEMENT_METRICS
 
         if metric not in AGREEMENT_METRICS:
             fail(f"unknown metric {metric!r} (known: {', '.join(AGREEMENT_METRICS)})")
-        items, workers, values = _read_labels_csv(labels)
-        value = AGREEMENT_METRICS[metric]({"item": items, "worker": workers, "label": values})
+        value = AGREEMENT_METRICS[metric](_read_labels(labels, project, control, db).as_columns())
         typer.echo(f"{metric}\t{value:.6f}")
 
     run(go)
