@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pandas as pd
@@ -72,3 +73,31 @@ def test_column_option_errors(admin: Client, request: pytest.FixtureRequest) -> 
     with pytest.raises(ValueError, match="no item has the column 'labl'"):
         admin.import_items(project, [{"text": "x"}], gold_columns={"label": "labl"})
     assert list(admin.items(project)) == []
+
+
+def test_the_readme_sdk_example_needs_only_declared_packages() -> None:
+    """pandas, used by the README's SDK example, is an extra (labelmill[pandas]) the README names."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert any(re.fullmatch(r"pandas>=[\d.]+", req) for req in extras["pandas"])
+    readme = (root / "README.md").read_text()
+    code = "\n".join(re.findall(r"```python\n(.*?)```", readme, flags=re.S))
+    modules = set(re.findall(r"^(?:from|import) (\w+)", code, flags=re.M))
+    declared = {re.split(r"[<>=\[ ;]", req)[0] for req in project["dependencies"]}
+    for module in modules - set(sys.stdlib_module_names) - {"labelmill"}:
+        named = [name for name, reqs in extras.items() if any(r.startswith(module) for r in reqs)]
+        assert module in declared or any(f"labelmill[{name}]" in readme for name in named), module
+
+
+def test_export_dataframe_without_pandas_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with (
+        Client("http://127.0.0.1:9", "t") as client,
+        pytest.raises(ImportError, match=r"labelmill\[pandas\]"),
+    ):
+        client.export_dataframe(1)

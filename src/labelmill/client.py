@@ -931,7 +931,10 @@ class Client:
 
         A data field whose name clashes with one of those columns is renamed ``data.<name>``.
         """
-        import pandas as pd
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("export_dataframe needs pandas: pip install 'labelmill[pandas]'") from None
 
         info = self.project(project)
         controls = info.controls
