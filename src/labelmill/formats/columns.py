@@ -26,7 +26,7 @@ from typing import Any
 
 from labelmill.formats.records import FormatError, ImportRecord
 
-__all__ = ["ANSWER_NAMES", "ColumnMap", "ColumnPlan", "parse_column_options"]
+__all__ = ["ANSWER_NAMES", "ColumnMap", "ColumnPlan", "identifier", "parse_column_options"]
 
 #: Data fields named like these usually hold an answer; an import that keeps them as data is warned.
 ANSWER_NAMES = frozenset(
@@ -134,7 +134,18 @@ class ColumnMap:
 class ColumnPlan:
     """The roles of one header's columns, turning each row into an :class:`ImportRecord`."""
 
-    __slots__ = ("annotations", "data", "drop", "gold", "id_index", "map", "meta", "names", "plain")
+    __slots__ = (
+        "annotations",
+        "data",
+        "drop",
+        "gold",
+        "id_index",
+        "map",
+        "meta",
+        "names",
+        "only_id",
+        "plain",
+    )
 
     def __init__(self, columns: ColumnMap, names: list[str], source: str, line: int, require: bool) -> None:
         self.map = columns
@@ -181,6 +192,9 @@ class ColumnPlan:
             taken.add(i)
         self.data = [(name, i) for i, name in enumerate(names) if i not in taken]
         self.plain = not taken
+        #: The id column's name when it is the only column not taken as data (the common case,
+        #: which the JSONL reader serves by popping the one key from the line).
+        self.only_id = names[self.id_index] if taken == {self.id_index} and self.id_index >= 0 else None
 
     def _control(self, control: str, column: str, source: str, line: int) -> str:
         try:
@@ -194,7 +208,7 @@ class ColumnPlan:
             return ImportRecord(source, line, dict(zip(self.names, values, strict=True)))
         rec = ImportRecord(source, line, {name: values[i] for name, i in self.data})
         if self.id_index >= 0:
-            rec.external_id = _identifier(values[self.id_index], source, line, self.names[self.id_index])
+            rec.external_id = identifier(values[self.id_index], source, line, self.names[self.id_index])
         if self.meta:
             rec.meta = {key: values[i] for key, i in self.meta}
         cell = self.map.cell
@@ -213,7 +227,7 @@ class ColumnPlan:
         return rec
 
 
-def _identifier(raw: Any, source: str, line: int, column: str) -> str | None:
+def identifier(raw: Any, source: str, line: int, column: str) -> str | None:
     """An external id: a string, or an integer (a float one too, as tables with gaps store them)."""
     if raw is None or isinstance(raw, str):
         return raw or None

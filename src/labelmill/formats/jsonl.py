@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from labelmill.formats._io import SourceLike, display_name, open_binary, utf8_error_reason
-from labelmill.formats.columns import ColumnMap, ColumnPlan
+from labelmill.formats.columns import ColumnMap, ColumnPlan, identifier
 from labelmill.formats.records import FormatError, ImportRecord
 
 __all__ = ["STRUCTURED_KEYS", "read_jsonl", "structured_record"]
@@ -298,9 +298,13 @@ def read_jsonl(
                         plans.clear()
                     plan = plans[keys] = column_map.plan(keys, source, n, require=False)
                     keys_seen.update(keys)
-                yield (
-                    ImportRecord(source, n, obj) if plan.plain else plan.record(list(obj.values()), source, n)
-                )
+                if plan.plain:
+                    yield ImportRecord(source, n, obj)
+                elif plan.only_id is not None:
+                    key = plan.only_id
+                    yield ImportRecord(source, n, obj, identifier(obj.pop(key), source, n, key))
+                else:
+                    yield plan.record(list(obj.values()), source, n)
     for column, option in column_map.named_columns():
         if column not in keys_seen:
             raise FormatError(source, 1, "", f"no flat line has the key {column!r} (named by {option})")
