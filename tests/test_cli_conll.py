@@ -90,3 +90,33 @@ def test_wnut16_round_trip(env: dict[str, Any], shared_datasets: Path) -> None:
     assert cli("export", "ner", "--format", "conll", "--out", str(out), "--db", env["db"]).exit_code == 0
     expected = "".join(line for line in lines if not line.startswith("-DOCSTART-"))
     assert out.read_text(encoding="utf-8") == expected
+
+
+def test_coco_import_defaults_to_annotations_and_exports_back(env: dict[str, Any]) -> None:
+    """The other labelled datasets share the default: their labels come back out of an export."""
+    import numpy as np
+    from PIL import Image
+
+    folder = env["tmp"] / "coco"
+    (folder / "images").mkdir(parents=True)
+    for i in (1, 2):
+        Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(folder / "images" / f"im{i}.png")
+    doc = {
+        "images": [{"id": i, "file_name": f"im{i}.png", "width": 60, "height": 40} for i in (1, 2)],
+        "categories": [{"id": 1, "name": "car"}, {"id": 2, "name": "person"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 2, 10, 20], "area": 200, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [5, 5, 5, 5], "area": 25, "iscrowd": 0},
+        ],
+    }
+    (folder / "instances.json").write_text(json.dumps(doc))
+    schema = {"controls": [{"name": "b", "type": "boxes", "source": "image", "classes": ["car", "person"]}]}
+    _project(env, schema)
+    r = cli("import", "ner", str(folder / "instances.json"), "--format", "coco", "--db", env["db"])
+    assert r.exit_code == 0 and "2 annotations" in r.output, r.output
+    out = env["tmp"] / "out.json"
+    assert cli("export", "ner", "--format", "coco", "--out", str(out), "--db", env["db"]).exit_code == 0
+    exported = json.loads(out.read_text())
+    names = {c["id"]: c["name"] for c in exported["categories"]}
+    boxes = sorted((names[a["category_id"]], a["bbox"]) for a in exported["annotations"])
+    assert boxes == [("car", [1.0, 2.0, 10.0, 20.0]), ("person", [5.0, 5.0, 5.0, 5.0])]
