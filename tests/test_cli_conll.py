@@ -63,7 +63,8 @@ def test_as_gold_is_still_available(env: dict[str, Any]) -> None:
     src = env["tmp"] / "in.conll"
     src.write_text(CONLL)
     r = cli("import", "ner", str(src), "--as", "gold", "--db", env["db"])
-    assert r.exit_code == 0 and "3 created" in r.output and "annotations" not in r.output, r.output
+    assert r.exit_code == 0 and r.stdout == "imported into project 1: 3 created\n", r.output
+    assert "every imported item (3) is gold" in r.stderr
     out = env["tmp"] / "out.jsonl"
     assert cli("export", "ner", "--out", str(out), "--db", env["db"]).exit_code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
