@@ -272,7 +272,7 @@ def test_column_options_refused_for_other_formats(env: dict[str, Any]) -> None:
     path = env["tmp"] / "tasks.json"
     path.write_text(json.dumps([{"data": {"text": "x"}}]))
     r = cli("import", "sms", str(path), "--gold-column", "label", "--db", env["db"])
-    assert r.exit_code == 1 and "column options apply to JSONL, CSV, TSV and Parquet" in r.stderr
+    assert r.exit_code == 1 and "column options apply to JSONL, CSV, TSV, Parquet" in r.stderr
 
 
 def test_shared_sms_spam(env: dict[str, Any], shared_datasets: Path) -> None:
@@ -323,3 +323,34 @@ def test_api_form_fields_keep_the_answer_from_annotators(client: Any, db: Any, a
         headers=auth(admin_token),
     )
     assert r.status_code == 422 and "no control 'nope'" in r.text
+
+
+def test_hugging_face_dataset_folder(env: dict[str, Any]) -> None:
+    """A `save_to_disk` folder imports without --format; ClassLabel ids become class names."""
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "text": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["ham", "spam"]),
+        }
+    )
+    rows = {"id": ["a", "b", "c"], "text": ["x", "y", "z"], "label": [0, 1, -1]}
+    ds = datasets.Dataset.from_dict(rows, features=features)
+    ds.save_to_disk(str(env["tmp"] / "one"))
+    r = cli("import", "sms", str(env["tmp"] / "one"), "--gold-column", "label", "--db", env["db"])
+    assert r.exit_code == 0 and "3 created" in r.stdout, r.output
+    got = {row["external_id"]: row for row in export_rows(env)}
+    assert got["a"]["data"] == {"text": "x"}
+    gold = env["tmp"] / "gold.jsonl"
+    assert cli("export", "sms", "--gold", "--out", str(gold), "--db", env["db"]).exit_code == 0
+    assert sorted(json.loads(x)["external_id"] for x in gold.read_text().splitlines()) == ["a", "b"]
+
+    split = datasets.Dataset.from_dict({"id": ["d"], "text": ["w"], "label": [1]}, features=features)
+    datasets.DatasetDict({"train": split}).save_to_disk(str(env["tmp"] / "dict"))
+    r = cli(
+        "import", "sms", str(env["tmp"] / "dict"), "--annotation-column", "hf.label=label", "--db", env["db"]
+    )
+    assert r.exit_code == 0 and "1 annotations" in r.stdout, r.output
+    row = {row["external_id"]: row for row in export_rows(env)}["d"]
+    assert row["meta"] == {"split": "train"} and row["annotations"][0]["value"] == {"label": "spam"}

@@ -434,8 +434,8 @@ def import_(
         str | None,
         typer.Option(
             "--format",
-            help="jsonl, csv, tsv, parquet, labelstudio, folder (default: by extension), "
-            "or a labelled dataset: coco, yolo, voc, conll.",
+            help="jsonl, csv, tsv, parquet, labelstudio, folder, hf_dataset (a datasets save_to_disk "
+            "folder) (default: by extension or folder), or a labelled dataset: coco, yolo, voc, conll.",
         ),
     ] = None,
     as_: Annotated[

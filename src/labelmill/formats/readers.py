@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from labelmill.formats.hf_dataset import is_hf_dataset_folder, read_hf_dataset
 from labelmill.formats.jsonl import read_jsonl
 from labelmill.formats.labelstudio import read_labelstudio
 from labelmill.formats.media import scan_media_folder
@@ -26,7 +27,7 @@ DATASET_READERS = {
     "conll": "labelmill.formats.conll:read_conll",
 }
 #: Format names accepted by :func:`read_any` (and the CLI's ``--format``).
-FORMATS = ("jsonl", "csv", "tsv", "parquet", "labelstudio", "folder", *DATASET_READERS)
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "labelstudio", "folder", "hf_dataset", *DATASET_READERS)
 
 _BY_SUFFIX = {
     ".jsonl": "jsonl",
@@ -48,7 +49,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """The format of ``path`` from its extension (``.gz`` is looked through) or from being a folder."""
     p = Path(path)
     if p.is_dir():
-        return "folder"
+        return "hf_dataset" if is_hf_dataset_folder(p) else "folder"
     suffix = p.suffix.lower()
     if suffix == ".gz":
         suffix = Path(p.stem).suffix.lower()
@@ -81,6 +82,8 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, **options: An
         return read_labelstudio(path, **options)
     if fmt == "folder":
         return scan_media_folder(path, **options)
+    if fmt == "hf_dataset":
+        return read_hf_dataset(path, **options)
     if fmt in DATASET_READERS:
         module, attr = DATASET_READERS[fmt].split(":")
         reader: Callable[..., Iterator[ImportRecord]] = getattr(importlib.import_module(module), attr)

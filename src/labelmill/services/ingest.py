@@ -447,7 +447,7 @@ def reader_options(
 
 
 #: Formats whose columns (or flat keys) follow the column convention and options.
-TABLE_FORMATS = ("jsonl", "csv", "tsv", "parquet")
+TABLE_FORMATS = ("jsonl", "csv", "tsv", "parquet", "hf_dataset")
 
 
 def open_reader(
@@ -469,8 +469,10 @@ def open_reader(
         types = {c.name: c.type for c in schema.controls}
         options["columns"] = (columns or ColumnMap()).with_schema(types)
     elif columns is not None and columns.explicit:
-        raise ValueError(f"column options apply to JSONL, CSV, TSV and Parquet files, not to {fmt} ({path})")
-    if source_name is not None and fmt in ("jsonl", "csv", "tsv", "parquet", "labelstudio"):
+        raise ValueError(
+            f"column options apply to JSONL, CSV, TSV, Parquet and dataset folders, not to {fmt} ({path})"
+        )
+    if source_name is not None and fmt in ("jsonl", "csv", "tsv", "parquet", "labelstudio", "hf_dataset"):
         options["source_name"] = source_name
     elif source_name is not None and fmt == "conll":
         options["name"] = source_name
