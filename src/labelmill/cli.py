@@ -428,7 +428,10 @@ def import_(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
     files: Annotated[
         list[Path],
-        typer.Argument(help="JSONL, CSV, Parquet, Label Studio JSON files, media folders, or datasets."),
+        typer.Argument(
+            help="JSONL, CSV, TSV, Parquet, Label Studio JSON, CoNLL files, media folders, Hugging Face "
+            "dataset folders, or labelled datasets (--format coco|yolo|voc)."
+        ),
     ],
     format: Annotated[
         str | None,
@@ -497,8 +500,8 @@ def import_(
 ) -> None:
     """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored.
 
-    Every column of a CSV, TSV or Parquet file (every key of a flat JSONL line) is item data, which
-    annotators see, except: external_id (else id), meta.KEY, gold.CONTROL and
+    Every column of a CSV, TSV or Parquet file or a dataset folder (every key of a flat JSONL line)
+    is item data, which annotators see, except: external_id (else id), meta.KEY, gold.CONTROL and
     annotation.ANNOTATOR.CONTROL, and the columns the --*-column options name. A data column named
     like a control or an answer (label, class, target, ...) is warned about.
     """
