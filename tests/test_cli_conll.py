@@ -121,3 +121,14 @@ def test_coco_import_defaults_to_annotations_and_exports_back(env: dict[str, Any
     names = {c["id"]: c["name"] for c in exported["categories"]}
     boxes = sorted((names[a["category_id"]], a["bbox"]) for a in exported["annotations"])
     assert boxes == [("car", [1.0, 2.0, 10.0, 20.0]), ("person", [5.0, 5.0, 5.0, 5.0])]
+
+
+def test_conll_upload_through_the_api(client: Any, admin_token: str) -> None:
+    from tests.conftest import auth
+
+    r = client.post("/api/v1/projects", json={"name": "ner", "schema": SCHEMA}, headers=auth(admin_token))
+    pid = r.json()["id"]
+    files = {"files": ("train.conll", CONLL.encode(), "text/plain")}
+    r = client.post(f"/api/v1/projects/{pid}/imports", files=files, headers=auth(admin_token))
+    assert r.status_code == 201, r.text
+    assert r.json()["result"]["created"] == 3 and r.json()["result"]["annotations"] == 3

@@ -123,3 +123,12 @@ def test_enough_work_gives_a_finish_time_with_an_interval(project: dict[str, Any
     assert 25 * 60 < progress["eta_seconds"] < 35 * 60
     assert progress["eta_low"] < progress["eta_seconds"] < progress["eta_high"]
     assert "90% within" in cli("stats", "p", "--db", project["db"]).output
+
+
+def test_api_stats_carry_the_interval(client: Any, admin_token: str) -> None:
+    from tests.conftest import auth
+
+    r = client.post("/api/v1/projects", json={"name": "p", "schema": SCHEMA}, headers=auth(admin_token))
+    pid = r.json()["id"]
+    progress = client.get(f"/api/v1/projects/{pid}/stats", headers=auth(admin_token)).json()["progress"]
+    assert {"gold_items", "eta_seconds", "eta_low", "eta_high"} <= set(progress)
