@@ -305,3 +305,82 @@ def test_stats_command(env: dict[str, Any]) -> None:
     assert r.exit_code == 0 and "items 3: 3 done" in r.output and "ann" in r.output, r.output
     data = json.loads(cli("stats", "p", "--json", "--db", db).output)
     assert data["progress"]["done"] == 3 and {a["name"] for a in data["annotators"]} == {"ann", "bob"}
+
+
+def test_broken_pipe_ends_quietly_with_141(env: dict[str, Any]) -> None:
+    """`labelmill export --out - | head`: the reader leaves early; no traceback, no error line."""
+    db, tmp = env["db"], env["tmp"]
+    cli("project", "create", "p", "--schema", str(env["schema"]), "--db", db)
+    items = tmp / "items.jsonl"
+    items.write_text("".join(json.dumps({"text": f"text {i} " + "x" * 100}) + "\n" for i in range(3000)))
+    assert cli("import", "p", str(items), "--db", db).exit_code == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labelmill.cli", "export", "p", "--out", "-", "--db", db],
+        env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()  # like `head -1` exiting after its line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert stderr == ""
+
+
+def test_agreement_and_aggregate_read_the_projects_own_exports(env: dict[str, Any]) -> None:
+    """The same labels as item,worker,label CSV, JSONL export, CSV annotations export or --project
+    give the same agreement and the same aggregate."""
+    db, tmp = env["db"], env["tmp"]
+    schema = tmp / "two.yaml"
+    schema.write_text(
+        "controls:\n"
+        "  - {name: sentiment, type: choices, source: text, classes: [pos, neg]}\n"
+        "  - {name: topic, type: choices, source: text, classes: [a, b], required: false}\n"
+    )
+    cli("project", "create", "p", "--schema", str(schema), "--db", db)
+    votes = {"ann": "ppnnpnpn", "bob": "ppnnppnn", "cid": "pnnnpnpp"}
+    lines = [
+        {
+            "data": {"text": f"t{i}"},
+            "external_id": f"e{i}",
+            "annotations": [
+                {"annotator": w, "value": {"sentiment": "pos" if v[i] == "p" else "neg"}}
+                for w, v in votes.items()
+            ],
+        }
+        for i in range(8)
+    ]
+    lines[0]["annotations"][0]["value"]["topic"] = "a"  # a second control, answered once
+    (tmp / "a.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    assert cli("import", "p", str(tmp / "a.jsonl"), "--db", db).exit_code == 0
+    plain = tmp / "plain.csv"
+    plain.write_text(
+        "item,worker,label\n"
+        + "".join(f"e{i},{w},{'pos' if v[i] == 'p' else 'neg'}\n" for w, v in votes.items() for i in range(8))
+    )
+    out_jsonl, out_csv = tmp / "export.jsonl", tmp / "export.csv"
+    assert cli("export", "p", "--out", str(out_jsonl), "--db", db).exit_code == 0
+    r = cli("export", "p", "--format", "csv", "--labels", "annotations", "--out", str(out_csv), "--db", db)
+    assert r.exit_code == 0, r.output
+    sources = [[str(plain)], [str(out_jsonl)], [str(out_csv)], ["--project", "p", "--db", db]]
+    for metric in ("krippendorff", "percent"):
+        answers = set()
+        for source in sources:
+            r = cli("agreement", *source, "--metric", metric, "--control", "sentiment")
+            assert r.exit_code == 0, (source, r.output)
+            answers.add(r.output)
+        assert len(answers) == 1 and 0 < float(answers.pop().split()[1]) < 1
+    aggregates = set()
+    for source in sources:
+        r = cli("aggregate", *source, "--method", "mv", "--control", "sentiment")
+        assert r.exit_code == 0, (source, r.output)
+        aggregates.add(r.output)
+    assert len(aggregates) == 1
+    # Two controls: the export needs --control; neither file nor project is an error.
+    r = cli("agreement", str(out_jsonl))
+    assert r.exit_code == 1 and "choose the control with --control (found: sentiment, topic)" in r.output
+    r = cli("agreement", str(out_csv), "--control", "nope")
+    assert r.exit_code == 1 and "no control 'nope'" in r.output
+    r = cli("agreement")
+    assert r.exit_code == 1 and "give a labels file or --project" in r.output

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labelmill.formats import FormatError, read_any, read_labelstudio
 from labelmill.formats.labelstudio import iter_json_objects
@@ -227,6 +229,47 @@ def test_syntax_error_position_counts_lines() -> None:
     text = '[\n{"data": {}},\n{"data": {}},\n{"data": {"a": 1 "b": 2}}\n]'
     with pytest.raises(FormatError, match=r"^bad.json:3: invalid JSON: .* at line 4 column 18$"):
         list(read_labelstudio(io.BytesIO(text.encode()), "bad.json"))
+
+
+@settings(max_examples=60)
+@given(
+    texts=st.lists(st.text(alphabet="ab é\n\t", max_size=40), min_size=1, max_size=30),
+    separators=st.lists(st.sampled_from([",", ", ", ",\n", ",\n  ", "\n,"]), min_size=30, max_size=30),
+    broken=st.integers(min_value=0),
+    chunk=st.sampled_from([40, 64, 100, 1 << 16]),
+)
+def test_syntax_error_position_is_the_one_json_reports(
+    texts: list[str], separators: list[str], broken: int, chunk: int
+) -> None:
+    """Line and column of a syntax error, wherever the buffer was cut: those of ``json.loads``
+    over the whole file (tasks on one long line used to count columns from the last cut)."""
+    import labelmill.formats.labelstudio as module
+
+    tasks = [json.dumps({"data": {"text": t}}, ensure_ascii=False) for t in texts]
+    k = broken % len(tasks)
+    tasks[k] = tasks[k].replace('"text":', '"text" ', 1)
+    body = "".join(task + sep for task, sep in zip(tasks[:-1], separators, strict=False))
+    doc = "[" + body + tasks[-1] + "]"
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(doc)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(module, "_CHUNK", chunk)
+        with pytest.raises(FormatError) as err:
+            list(read_labelstudio(io.BytesIO(doc.encode()), "bad.json"))
+    where = f"at line {expected.value.lineno} column {expected.value.colno}"
+    assert str(err.value) == f"bad.json:{k + 1}: invalid JSON: {expected.value.msg} {where}"
+
+
+def test_syntax_error_column_on_a_long_line() -> None:
+    tasks = [json.dumps({"data": {"text": "x" * 50}}) for _ in range(3000)]
+    tasks[2500] = tasks[2500].replace('"text":', '"text" ', 1)
+    doc = "[" + ", ".join(tasks) + "]"
+    with pytest.raises(json.JSONDecodeError) as expected:
+        json.loads(doc)
+    assert expected.value.colno > 150_000  # far past the first buffer's end
+    column = expected.value.colno
+    with pytest.raises(FormatError, match=rf"^bad.json:2501: invalid JSON: .* at line 1 column {column}$"):
+        list(read_labelstudio(io.BytesIO(doc.encode()), "bad.json"))
 
 
 def test_skip_unsupported_is_noted(tmp_path: Path) -> None:

@@ -86,6 +86,8 @@ def friendly_errors() -> Iterator[None]:
 
     try:
         yield
+    except BrokenPipeError:
+        quiet_broken_pipe()
     except (LabelmillError, FormatError) as exc:
         fail(str(exc))
     except OperationalError as exc:
@@ -94,6 +96,17 @@ def friendly_errors() -> Iterator[None]:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; nothing was stored by the unfinished command", 130)
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """Whoever read our output stopped (``labelmill export --out - | head``): end quietly, as shell
+    tools do, with 128 + SIGPIPE; stdout goes to devnull so the exit's flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test runner's capture)
+        pass
+    raise typer.Exit(141)
 
 
 def database(url: str | None) -> Any:
@@ -328,13 +341,29 @@ def _set_paused(project: str, user: str, paused: bool, reason: str | None, db: s
     run(go)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _eta_text(progress: dict[str, Any]) -> str:
+    if progress["labels_remaining"] <= 0:
+        return "finished"
+    if progress["eta_seconds"] is None:
+        return "finish time unknown until 20 labels over 10 minutes"
+    low, high = _duration(progress["eta_low"]), _duration(progress["eta_high"])
+    return f"finishes in {_duration(progress['eta_seconds'])}, 90% within {low} to {high}"
+
+
 @app.command("stats")
 def stats_cmd(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the full statistics as JSON.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Project progress and per-annotator statistics (speed, gold accuracy, agreement, skill, reviews)."""
+    """Project progress and per-annotator statistics (speed, gold accuracy, agreement, skill, reviews).
+
+    Gold items are counted apart from the items to label; the time to finish needs 20 labels over
+    10 minutes and comes with its 90% interval."""
 
     def go() -> None:
         from rich.console import Console
@@ -349,11 +378,11 @@ def stats_cmd(
             typer.echo(json.dumps(data, indent=2, default=str))
             return
         p = data["progress"]
-        eta = f"{p['eta_seconds'] / 3600:.1f} h" if p["eta_seconds"] else "-"
+        gold = f" (and {p['gold_items']} gold, not counted)" if p["gold_items"] else ""
         typer.echo(
-            f"items {p['items']}: {p['done']} done, {p['in_progress']} in progress, "
+            f"items {p['items']}{gold}: {p['done']} done, {p['in_progress']} in progress, "
             f"{p['remaining']} remaining ({p['labels_remaining']} labels, "
-            f"{p['labels_per_hour']}/h, finishes in {eta})"
+            f"{p['labels_per_hour']}/h, {_eta_text(p)})"
         )
         table = Table(
             "annotator", "done", "skips", "median s", "gold acc", "agreement", "skill", "accepted", "status"
@@ -421,22 +450,27 @@ def import_(
     project: Annotated[str, typer.Argument(help="Project id or name.")],
     files: Annotated[
         list[Path],
-        typer.Argument(help="JSONL, CSV, Parquet, Label Studio JSON files, media folders, or datasets."),
+        typer.Argument(
+            help="JSONL, CSV, TSV, Parquet, Label Studio JSON, CoNLL files, media folders, Hugging Face "
+            "dataset folders, or labelled datasets (--format coco|yolo|voc)."
+        ),
     ],
     format: Annotated[
         str | None,
         typer.Option(
             "--format",
-            help="jsonl, csv, tsv, parquet, labelstudio, folder (default: by extension), "
-            "or a labelled dataset: coco, yolo, voc, conll.",
+            help="jsonl, csv, tsv, parquet, labelstudio, folder, hf_dataset (a datasets save_to_disk "
+            "folder) (default: by extension or folder), or a labelled dataset: coco, yolo, voc, conll.",
         ),
     ] = None,
     as_: Annotated[
         Target,
         typer.Option(
-            "--as", help="Labels of a coco/yolo/voc/conll dataset become gold, predictions or annotations."
+            "--as",
+            help="Labels of a coco/yolo/voc/conll dataset become annotations (default: consensus and "
+            "exports give the dataset back), predictions (pre-labels for people to check) or gold.",
         ),
-    ] = Target.gold,
+    ] = Target.annotations,
     control: Annotated[
         str | None, typer.Option(help="Control the dataset's labels go under (default: the first that fits).")
     ] = None,
@@ -444,14 +478,59 @@ def import_(
         OnDuplicate,
         typer.Option(help="What an existing external_id does: reject the import, update it, or skip it."),
     ] = OnDuplicate.reject,
+    gold_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gold-column",
+            metavar="CONTROL=COLUMN",
+            help="A table column holding CONTROL's gold answer (repeatable; CONTROL alone when the "
+            "column has its name). Convention without options: a column gold.CONTROL.",
+        ),
+    ] = None,
+    annotation_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotation-column",
+            metavar="ANNOTATOR.CONTROL=COLUMN",
+            help="A column holding ANNOTATOR's answer of CONTROL (repeatable). Convention: a column "
+            "annotation.ANNOTATOR.CONTROL.",
+        ),
+    ] = None,
+    meta_column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--meta-column",
+            metavar="KEY=COLUMN",
+            help="A column that goes to the item's meta (not shown to annotators) as KEY (repeatable; "
+            "COLUMN alone keeps its name). Convention: a column meta.KEY.",
+        ),
+    ] = None,
+    drop_column: Annotated[
+        list[str] | None,
+        typer.Option("--drop-column", metavar="COLUMN", help="A column to leave out (repeatable)."),
+    ] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option(
+            "--id-column",
+            metavar="COLUMN",
+            help="The column of external ids (default: external_id, else id).",
+        ),
+    ] = None,
     db: DbOption = None,
     media_url: MediaOption = None,
 ) -> None:
-    """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored."""
+    """Import items, all or nothing: a bad line is reported as file:line: field: reason, nothing stored.
+
+    Every column of a CSV, TSV or Parquet file or a dataset folder (every key of a flat JSONL line)
+    is item data, which annotators see, except: external_id (else id), meta.KEY, gold.CONTROL and
+    annotation.ANNOTATOR.CONTROL, and the columns the --*-column options name. A data column named
+    like a control or an answer (label, class, target, ...) is warned about.
+    """
 
     def go() -> None:
-        from labelmill.formats import read_any
-        from labelmill.services.ingest import import_records, iter_all, reader_options
+        from labelmill.formats.columns import parse_column_options
+        from labelmill.services.ingest import import_records, iter_all, open_reader
         from labelmill.services.projects import get_project, load_schema
 
         media = media_store(media_url)
@@ -462,12 +541,21 @@ def import_(
         with database_.session() as session:
             p = get_project(session, project)
             project_id, schema = p.id, load_schema(p.label_schema)
-        options = reader_options(schema, format, target=as_.value, control=control) if format else {}
+        columns = parse_column_options(
+            gold=gold_column,
+            annotations=annotation_column,
+            meta=meta_column,
+            drop=drop_column,
+            id_column=id_column,
+        ).with_schema({c.name: c.type for c in schema.controls})
         totals = [_count_lines(f) for f in files]
         total = sum(t for t in totals if t) if all(t is not None for t in totals) else None
         with _progress() as bar:
             task = bar.add_task("importing", total=total)
-            records = iter_all(read_any(f, format, **options) for f in files)
+            records = iter_all(
+                open_reader(schema, f, format, target=as_.value, control=control, columns=columns)
+                for f in files
+            )
             result = import_records(
                 database_,
                 project_id,
@@ -476,8 +564,11 @@ def import_(
                 media=media,
                 progress=lambda n: bar.advance(task, n),
             )
-        summary = ", ".join(f"{v} {k}" for k, v in result.as_dict().items() if v)
+        counts = {k: v for k, v in result.as_dict().items() if k != "warnings"}
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         typer.echo(f"imported into project {project_id}: {summary or 'nothing'}")
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}", err=True)
         if result.needs_consensus:
             from labelmill.jobs.executor import run_pending
 
@@ -583,39 +674,42 @@ def export(
 # -- quality ---------------------------------------------------------------------------------------
 
 
-def _read_labels_csv(path: Path) -> tuple[list[str], list[str], list[str]]:
-    items: list[str] = []
-    workers: list[str] = []
-    labels: list[str] = []
-    try:
-        fh = path.open(newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        fail(f"{path}: {exc.strerror}")
-    with fh:
-        reader = csv.reader(fh)
-        header = [h.strip().lower() for h in next(reader, [])]
-        if "item" not in header and "task" in header:
-            header[header.index("task")] = "item"
-        missing = [c for c in ("item", "worker", "label") if c not in header]
-        if missing:
-            fail(
-                f"{path}:1: missing column(s) {', '.join(missing)} "
-                "(need item,worker,label; task is accepted for item)"
-            )
-        ii, wi, li = header.index("item"), header.index("worker"), header.index("label")
-        for lineno, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                fail(f"{path}:{lineno}: expected {len(header)} fields, found {len(row)}")
-            if row[li] == "":
-                fail(f"{path}:{lineno}: label: empty")
-            items.append(row[ii])
-            workers.append(row[wi])
-            labels.append(row[li])
-    if not labels:
-        fail(f"{path}: no labels")
-    return items, workers, labels
+LabelsArgument = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Labels: a CSV with columns item,worker,label (task accepted for item), or a project's "
+        "annotations export (JSONL, or CSV with --labels annotations). Or give --project.",
+    ),
+]
+ProjectLabelsOption = Annotated[
+    str | None, typer.Option("--project", help="Read the labels from this project (id or name) instead.")
+]
+ControlOption = Annotated[
+    str | None,
+    typer.Option("--control", help="The control whose answers to use (default: the only one there is)."),
+]
+
+
+def _read_labels(path: Path | None, project: str | None, control: str | None, db: str | None) -> Any:
+    from labelmill.formats.labels import labels_from_rows, read_label_table
+
+    if path is not None and project is None:
+        if not path.exists():
+            fail(f"{path}: no such file")
+        return read_label_table(path, control)
+    if project is None or path is not None:
+        fail("give a labels file or --project, one of them")
+    from labelmill.services.export import iter_export_rows
+    from labelmill.services.projects import get_project
+
+    database_ = database(db)
+    with database_.session() as session:
+        p = get_project(session, project)
+        pid, name = p.id, p.name
+    table = labels_from_rows(iter_export_rows(database_, pid), control, f"project {name!r}")
+    if not table.labels:
+        fail(f"project {name!r} has no annotations" + (f" of {control!r}" if control else ""))
+    return table
 
 
 def _method_help() -> str:
@@ -627,23 +721,24 @@ def _method_help() -> str:
 
 @app.command("aggregate")
 def aggregate(
-    labels: Annotated[
-        Path, typer.Argument(help="CSV with columns item,worker,label (task accepted for item).")
-    ],
+    labels: LabelsArgument = None,
     method: Annotated[str | None, typer.Option("--method", help=_method_help())] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Write item,label,confidence here (default stdout).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for stochastic methods.")] = 0,
+    project: ProjectLabelsOption = None,
+    control: ControlOption = None,
+    db: DbOption = None,
 ) -> None:
     """Aggregate crowd labels into one label per item with its confidence."""
 
     def go() -> None:
         from labelmill.quality.methods import DEFAULT_METHOD, make_aggregator
 
-        items, workers, values = _read_labels_csv(labels)
+        table = _read_labels(labels, project, control, db)
         model = make_aggregator(method or DEFAULT_METHOD, random_state=seed)
-        model.fit({"item": items, "worker": workers, "label": values})
+        model.fit(table.as_columns())
         probas = model.predict_proba()
         best = probas.argmax(axis=1)
         fh = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
@@ -663,22 +758,22 @@ def aggregate(
 
 @app.command("agreement")
 def agreement(
-    labels: Annotated[
-        Path, typer.Argument(help="CSV with columns item,worker,label (task accepted for item).")
-    ],
+    labels: LabelsArgument = None,
     metric: Annotated[
         str, typer.Option("--metric", help="krippendorff, fleiss, cohen (mean pairwise) or percent.")
     ] = "krippendorff",
+    project: ProjectLabelsOption = None,
+    control: ControlOption = None,
+    db: DbOption = None,
 ) -> None:
-    """Inter-annotator agreement of a label file."""
+    """Inter-annotator agreement of a label file or of a project's annotations."""
 
     def go() -> None:
         from labelmill.quality.agreement import AGREEMENT_METRICS
 
         if metric not in AGREEMENT_METRICS:
             fail(f"unknown metric {metric!r} (known: {', '.join(AGREEMENT_METRICS)})")
-        items, workers, values = _read_labels_csv(labels)
-        value = AGREEMENT_METRICS[metric]({"item": items, "worker": workers, "label": values})
+        value = AGREEMENT_METRICS[metric](_read_labels(labels, project, control, db).as_columns())
         typer.echo(f"{metric}\t{value:.6f}")
 
     run(go)
@@ -800,7 +895,13 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:
+        try:
+            quiet_broken_pipe()
+        except typer.Exit as exit_:
+            sys.exit(exit_.exit_code)
 
 
 if __name__ == "__main__":

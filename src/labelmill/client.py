@@ -39,6 +39,8 @@ import httpx
 if TYPE_CHECKING:
     import pandas
 
+    from labelmill.formats.columns import ColumnMap, ColumnPlan
+
 __all__ = [
     "Annotation",
     "AuthenticationError",
@@ -407,45 +409,85 @@ def _external_id(value: Any) -> Any:
     return value
 
 
-def _row_line(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A table row as a structured import line: the row is ``data``, ``external_id`` the id.
+class _RowMapper:
+    """Table rows as import lines by the column convention and options of
+    :mod:`labelmill.formats.columns` (the same code the server reads CSV files with)."""
 
-    Structured (not flat) so that a column that happens to be called ``data`` stays a column.
-    """
-    data = {str(k): _clean_missing(v) for k, v in row.items() if k != "external_id"}
-    line: dict[str, Any] = {"data": data}
-    if "external_id" in row:
-        ext = _external_id(row["external_id"])
-        if ext is not None:
-            line["external_id"] = ext
-    return line
+    def __init__(self, columns: ColumnMap) -> None:
+        self.columns = columns
+        self.plans: dict[tuple[str, ...], ColumnPlan] = {}
+        self.keys_seen: set[str] = set()
+
+    def line(self, row: Mapping[str, Any], position: int, *, require: bool) -> dict[str, Any]:
+        from labelmill.formats.records import FormatError
+
+        keys = tuple(str(k) for k in row)
+        try:
+            plan = self.plans.get(keys)
+            if plan is None:
+                plan = self.plans[keys] = self.columns.plan(keys, "items", position, require=require)
+                self.keys_seen.update(keys)
+            rec = plan.record([_plain(v) for v in row.values()], "items", position)
+        except FormatError as exc:
+            field = f"{exc.field}: " if exc.field else ""
+            raise ValueError(f"item {position}: {field}{exc.reason}") from None
+        line: dict[str, Any] = {"data": rec.data}
+        if rec.external_id is not None:
+            line["external_id"] = rec.external_id
+        for key in ("meta", "gold"):
+            if getattr(rec, key):
+                line[key] = getattr(rec, key)
+        if rec.annotations:
+            line["annotations"] = rec.annotations
+        return line
+
+    def check_all_seen(self) -> None:
+        for column, option in self.columns.named_columns():
+            if column not in self.keys_seen:
+                raise ValueError(f"no item has the column {column!r} (named by {option})")
 
 
-def _iter_import_lines(items: Any) -> Iterator[dict[str, Any]]:
+def _plain(value: Any) -> Any:
+    value = _clean_missing(value)
+    if hasattr(value, "item") and type(value).__module__ == "numpy":
+        return value.item()
+    return value
+
+
+def _iter_import_lines(items: Any, columns: ColumnMap | None = None) -> Iterator[dict[str, Any]]:
     """Import lines from a list of dicts, a pandas DataFrame or a Hugging Face dataset.
 
+    Rows of a DataFrame or dataset follow the column convention (and ``columns``' options); so do
+    flat dicts when options are given (without, the server applies the same convention to them).
     The optional libraries are looked up in ``sys.modules``: if pandas was never imported the
     object cannot be a DataFrame, so this never pays for importing them.
     """
+    from labelmill.formats.columns import ColumnMap
+
+    mapper = _RowMapper(columns or ColumnMap())
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(items, pd.DataFrame):
-        columns = [str(c) for c in items.columns]
+        names = [str(c) for c in items.columns]
         for start in range(0, len(items), 10_000):
             chunk = items.iloc[start : start + 10_000]
-            for values in chunk.itertuples(index=False, name=None):
-                yield _row_line(dict(zip(columns, values, strict=True)))
+            for i, values in enumerate(chunk.itertuples(index=False, name=None), start):
+                yield mapper.line(dict(zip(names, values, strict=True)), i, require=True)
         return
     hf = sys.modules.get("datasets")
     if hf is not None and isinstance(items, hf.Dataset | hf.IterableDataset):
-        for row in items:
-            yield _row_line(row)
+        for i, row in enumerate(items):
+            yield mapper.line(row, i, require=False)
+        mapper.check_all_seen()
         return
     if isinstance(items, Mapping | str | bytes):
         raise TypeError("items must be an iterable of dicts, a pandas DataFrame or a datasets.Dataset")
     for i, line in enumerate(items):
         if not isinstance(line, Mapping):
             raise TypeError(f"item {i}: expected a dict, got {type(line).__name__}")
-        yield dict(line)
+        flat = not isinstance(line.get("data"), Mapping)
+        yield mapper.line(line, i, require=False) if flat and mapper.columns.explicit else dict(line)
+    if mapper.columns.explicit:
+        mapper.check_all_seen()
 
 
 def _batches(lines: Iterable[bytes], max_items: int, max_bytes: int) -> Iterator[list[bytes]]:
@@ -683,6 +725,11 @@ class Client:
         *,
         on_duplicate: OnDuplicate = "reject",
         wait: bool = True,
+        gold_columns: Mapping[str, str] | None = None,
+        annotation_columns: Mapping[str, str] | None = None,
+        meta_columns: Mapping[str, str] | Iterable[str] | None = None,
+        drop_columns: Iterable[str] | None = None,
+        id_column: str | None = None,
     ) -> Job:
         """Import items, all or nothing, and return the import :class:`Job`.
 
@@ -701,15 +748,35 @@ class Client:
         stored, and the error names the item by its position in ``items``. The upload must fit
         the server's upload limit (512 MiB by default). ``on_duplicate`` says what an existing
         external id does: ``reject`` (nothing stored), ``update`` or ``skip``. With ``wait``
-        (the default) this returns the finished job (its ``result`` holds the counts); with
-        ``wait=False`` it returns the queued job at once (poll :meth:`job`).
+        (the default) this returns the finished job (its ``result`` holds the counts and any
+        ``warnings``); with ``wait=False`` it returns the queued job at once (poll :meth:`job`).
+
+        Columns (of a DataFrame or dataset, or keys of flat dicts) follow the column convention
+        of table imports (README "Import formats"): ``external_id`` (else ``id``), ``meta.KEY``,
+        ``gold.CONTROL``, ``annotation.ANNOTATOR.CONTROL``; everything else is data, which
+        annotators see. The options name other columns: ``gold_columns={"label": "label"}``
+        (control -> column) makes the ``label`` column gold answers rather than data,
+        ``annotation_columns={"crowd.label": "label"}`` one annotator's answers,
+        ``meta_columns={"source": "src"}`` (or a list of column names) meta, ``drop_columns``
+        leaves columns out and ``id_column`` names the external ids. An empty cell carries no label.
 
         Changed: this used to take ``batch_size`` and return one job per batch, and a failing
         batch left the batches before it stored; the whole upload is now one job.
         """
+        from labelmill.formats.columns import parse_column_options
+
+        columns = parse_column_options(
+            gold=gold_columns,
+            annotations=annotation_columns,
+            meta=meta_columns
+            if meta_columns is None or isinstance(meta_columns, Mapping)
+            else list(meta_columns),
+            drop=drop_columns,
+            id_column=id_column,
+        )
         pid = self._project_id(project)
         with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as upload:
-            for i, line in enumerate(_iter_import_lines(items)):  # streamed: never held whole
+            for i, line in enumerate(_iter_import_lines(items, columns)):  # streamed: never held whole
                 upload.write(_dumps(line, f"item {i}") + b"\n")
             upload.seek(0)
             try:
@@ -924,7 +991,10 @@ class Client:
 
         A data field whose name clashes with one of those columns is renamed ``data.<name>``.
         """
-        import pandas as pd
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("export_dataframe needs pandas: pip install 'labelmill[pandas]'") from None
 
         info = self.project(project)
         controls = info.controls

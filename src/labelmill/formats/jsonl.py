@@ -3,8 +3,9 @@
 A line is either *structured* (``{"data": {...}, "external_id"?, "predictions"?, "gold"?, "meta"?,
 "annotations"?, "consensus"?}``) or a *flat* object taken whole as ``data``. A line is structured iff
 it has a ``"data"`` key holding an object, so a flat item may still have a plain field called
-``data``. In a flat line ``external_id`` is the one reserved key: it becomes the item's external id
-rather than a data field, so ``{"text": ..., "external_id": "a1"}`` works as users expect.
+``data``. A flat line's keys follow the column convention of tables (``external_id`` or ``id``,
+``meta.KEY``, ``gold.CONTROL``, ``annotation.WHO.CONTROL``), so ``{"text": ..., "external_id": "a1"}``
+works as users expect.
 
 Imports of millions of lines must be quick and flat in memory, so the flat path does one UTF-8
 decode, one JSON decode and a couple of ``isinstance`` checks per line and nothing else; the
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from labelmill.formats._io import SourceLike, display_name, open_binary, utf8_error_reason
+from labelmill.formats.columns import ColumnMap, ColumnPlan, identifier
 from labelmill.formats.records import FormatError, ImportRecord
 
 __all__ = ["STRUCTURED_KEYS", "read_jsonl", "structured_record"]
@@ -31,6 +33,8 @@ _LABEL_KEYS = frozenset({"predictions", "gold", "annotations", "consensus"})
 _PREDICTION_KEYS = frozenset({"value", "score", "model_version"})
 _CONSENSUS_KEYS = frozenset({"value", "confidence", "method", "auto"})
 _BOM = b"\xef\xbb\xbf"
+#: Bounds the plans kept for flat lines whose keys keep changing.
+_MAX_PLANS = 64
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -237,14 +241,22 @@ def structured_record(obj: dict[str, Any], source: str, line: int) -> ImportReco
     )
 
 
-def read_jsonl(src: SourceLike, source_name: str | None = None) -> Iterator[ImportRecord]:
+def read_jsonl(
+    src: SourceLike, source_name: str | None = None, *, columns: ColumnMap | None = None
+) -> Iterator[ImportRecord]:
     """Stream records from JSONL, one line at a time (constant memory).
 
     ``src`` is a path (``*.gz`` is decompressed) or an open stream; ``source_name`` is the file name
     errors show (default: the path's base name). Blank lines are skipped and a UTF-8 BOM tolerated.
+    The keys of a flat line follow the column convention and ``columns``' options, like a table's
+    columns (:mod:`labelmill.formats.columns`); a structured line says where everything goes itself.
     """
     source = display_name(src, source_name)
     decode = _DECODER.decode
+    column_map = columns or ColumnMap()
+    # Flat lines of one file mostly share their keys: plan each set of keys once.
+    plans: dict[tuple[str, ...], ColumnPlan] = {}
+    keys_seen: set[str] = set()
     with open_binary(src) as fp:
         n = 0
         for raw in fp:
@@ -278,8 +290,21 @@ def read_jsonl(src: SourceLike, source_name: str | None = None) -> Iterator[Impo
             elif "data" in obj and not _LABEL_KEYS.isdisjoint(obj):
                 # Labels beside a non-object "data": a structured line gone wrong, not a flat item.
                 raise FormatError(source, n, "data", f"must be an object, not {_json_kind(data)}")
-            elif "external_id" in obj:
-                ext = obj.pop("external_id")
-                yield ImportRecord(source, n, obj, _LineChecker(source, n).identifier(ext, "external_id"))
             else:
-                yield ImportRecord(source, n, obj)
+                keys = tuple(obj)
+                plan = plans.get(keys)
+                if plan is None:
+                    if len(plans) >= _MAX_PLANS:
+                        plans.clear()
+                    plan = plans[keys] = column_map.plan(keys, source, n, require=False)
+                    keys_seen.update(keys)
+                if plan.plain:
+                    yield ImportRecord(source, n, obj)
+                elif plan.only_id is not None:
+                    key = plan.only_id
+                    yield ImportRecord(source, n, obj, identifier(obj.pop(key), source, n, key))
+                else:
+                    yield plan.record(list(obj.values()), source, n)
+    for column, option in column_map.named_columns():
+        if column not in keys_seen:
+            raise FormatError(source, 1, "", f"no flat line has the key {column!r} (named by {option})")

@@ -60,6 +60,7 @@ class _Buffer:
         self.pos = 0
         self.eof = False
         self.lines_before = 0  # newlines in text already discarded, for error positions
+        self.columns_before = 0  # characters of the current line already discarded
         self._want = _CHUNK
 
     def more(self) -> bool:
@@ -76,7 +77,12 @@ class _Buffer:
         if not raw:
             self.eof = True
         if self.pos:
-            self.lines_before += self.text.count("\n", 0, self.pos)
+            newlines = self.text.count("\n", 0, self.pos)
+            self.lines_before += newlines
+            if newlines:
+                self.columns_before = self.pos - self.text.rfind("\n", 0, self.pos) - 1
+            else:
+                self.columns_before += self.pos
             self.text = self.text[self.pos :]
             self.pos = 0
         self.text += chunk
@@ -99,7 +105,9 @@ class _Buffer:
         return self.lines_before + self.text.count("\n", 0, pos) + 1
 
     def column_of(self, pos: int) -> int:
-        return pos - self.text.rfind("\n", 0, pos)
+        """1-based, counting characters; the line may have begun in text already discarded."""
+        newline = self.text.rfind("\n", 0, pos)
+        return pos - newline if newline >= 0 else self.columns_before + pos + 1
 
     def decode(self, decoder: json.JSONDecoder) -> Any:
         """Decode the value starting at ``pos`` (whitespace already skipped)."""

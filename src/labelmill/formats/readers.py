@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from labelmill.formats.hf_dataset import is_hf_dataset_folder, read_hf_dataset
 from labelmill.formats.jsonl import read_jsonl
 from labelmill.formats.labelstudio import read_labelstudio
 from labelmill.formats.media import scan_media_folder
@@ -17,7 +18,8 @@ from labelmill.formats.tabular import read_csv, read_parquet
 __all__ = ["FORMATS", "detect_format", "read_any"]
 
 #: Readers of labelled datasets: they need the ``control`` to put labels under and a ``target``
-#: (``gold``, ``predictions`` or ``annotations``), so they are only chosen by name.
+#: (``gold``, ``predictions`` or ``annotations``); only CoNLL has extensions of its own, the others
+#: (a JSON file, a folder) are chosen by name.
 DATASET_READERS = {
     "coco": "labelmill.formats.coco:read_coco",
     "yolo": "labelmill.formats.yolo:read_yolo",
@@ -25,7 +27,7 @@ DATASET_READERS = {
     "conll": "labelmill.formats.conll:read_conll",
 }
 #: Format names accepted by :func:`read_any` (and the CLI's ``--format``).
-FORMATS = ("jsonl", "csv", "tsv", "parquet", "labelstudio", "folder", *DATASET_READERS)
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "labelstudio", "folder", "hf_dataset", *DATASET_READERS)
 
 _BY_SUFFIX = {
     ".jsonl": "jsonl",
@@ -36,6 +38,10 @@ _BY_SUFFIX = {
     ".pq": "parquet",
     # A .json file is a whole JSON document; the one such import format we know is Label Studio's.
     ".json": "labelstudio",
+    ".conll": "conll",
+    ".iob": "conll",
+    ".iob2": "conll",
+    ".bio": "conll",
 }
 
 
@@ -43,7 +49,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """The format of ``path`` from its extension (``.gz`` is looked through) or from being a folder."""
     p = Path(path)
     if p.is_dir():
-        return "folder"
+        return "hf_dataset" if is_hf_dataset_folder(p) else "folder"
     suffix = p.suffix.lower()
     if suffix == ".gz":
         suffix = Path(p.stem).suffix.lower()
@@ -56,7 +62,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             1,
             "",
             f"cannot tell the format from the extension {p.suffix!r}; use .jsonl, .csv, .tsv, .parquet, "
-            ".json (Label Studio) or a folder of media files",
+            ".json (Label Studio), .conll (.iob, .iob2, .bio), a folder of media files, or --format",
         )
     return fmt
 
@@ -76,6 +82,8 @@ def read_any(path: str | os.PathLike[str], fmt: str | None = None, **options: An
         return read_labelstudio(path, **options)
     if fmt == "folder":
         return scan_media_folder(path, **options)
+    if fmt == "hf_dataset":
+        return read_hf_dataset(path, **options)
     if fmt in DATASET_READERS:
         module, attr = DATASET_READERS[fmt].split(":")
         reader: Callable[..., Iterator[ImportRecord]] = getattr(importlib.import_module(module), attr)

@@ -1,8 +1,8 @@
 """Reading tables: CSV (and TSV) and Parquet, one row per item.
 
-Every column becomes a data field, except the reserved ones: ``external_id`` (or, when there is no
-such column, ``id``) is the item's external id, and ``meta.NAME`` columns go to the item's ``meta``
-as ``NAME``. Both readers stream: CSV row by row, Parquet one record batch at a time.
+Every column becomes a data field except those the column convention or options give another role
+(:mod:`labelmill.formats.columns`: ``external_id``/``id``, ``meta.KEY``, ``gold.CONTROL``,
+``annotation.WHO.CONTROL``). Both readers stream: CSV row by row, Parquet one record batch at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from labelmill.formats._io import SourceLike, display_name, open_binary, utf8_error_reason
+from labelmill.formats.columns import ColumnMap, ColumnPlan
 from labelmill.formats.records import FormatError, ImportRecord
 
 __all__ = ["read_csv", "read_parquet", "to_json_value"]
@@ -25,42 +26,6 @@ __all__ = ["read_csv", "read_parquet", "to_json_value"]
 #: Long LLM outputs exceed the csv module's 128 KiB default field limit; this is generous but still
 #: stops a runaway unterminated quote from swallowing a whole multi-gigabyte file into one field.
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
-_META_PREFIX = "meta."
-
-
-class _Columns:
-    """Where each column of a table goes: data, external id or meta."""
-
-    def __init__(self, names: list[str], source: str, line: int) -> None:
-        seen: set[str] = set()
-        for i, name in enumerate(names):
-            if not name:
-                raise FormatError(source, line, "", f"column {i + 1} of the header has no name")
-            if name in seen:
-                raise FormatError(source, line, name, "column name appears twice in the header")
-            seen.add(name)
-        id_column = "external_id" if "external_id" in seen else "id" if "id" in seen else None
-        self.names = names
-        self.id_index = names.index(id_column) if id_column else -1
-        self.meta = [
-            (i, name[len(_META_PREFIX) :])
-            for i, name in enumerate(names)
-            if name.startswith(_META_PREFIX) and len(name) > len(_META_PREFIX)
-        ]
-        reserved = {i for i, _ in self.meta} | {self.id_index}
-        self.data = [(i, name) for i, name in enumerate(names) if i not in reserved]
-        self.plain = self.id_index < 0 and not self.meta
-
-    def record(self, values: list[Any], source: str, line: int) -> ImportRecord:
-        if self.plain:
-            return ImportRecord(source, line, dict(zip(self.names, values, strict=True)))
-        data = {name: values[i] for i, name in self.data}
-        meta = {name: values[i] for i, name in self.meta} or None
-        external_id = None
-        if self.id_index >= 0:
-            raw = values[self.id_index]
-            external_id = None if raw is None or raw == "" else str(raw)
-        return ImportRecord(source, line, data, external_id, meta=meta)
 
 
 def _decoded_lines(fp: IO[bytes], source: str, counter: list[int]) -> Iterator[str]:
@@ -76,7 +41,11 @@ def _decoded_lines(fp: IO[bytes], source: str, counter: list[int]) -> Iterator[s
 
 
 def read_csv(
-    src: SourceLike, source_name: str | None = None, *, delimiter: str = ","
+    src: SourceLike,
+    source_name: str | None = None,
+    *,
+    delimiter: str = ",",
+    columns: ColumnMap | None = None,
 ) -> Iterator[ImportRecord]:
     """Stream records from a UTF-8 CSV with a header row; every value is a string (empty kept).
 
@@ -89,27 +58,39 @@ def read_csv(
     with open_binary(src) as fp:
         counter = [0]
         reader = csv.reader(_decoded_lines(fp, source, counter), delimiter=delimiter, strict=True)
-        columns: _Columns | None = None
+        column_map = columns or ColumnMap()
+        plan: ColumnPlan | None = None
         start = 1
         try:
             for row in reader:
                 if row:
-                    if columns is None:
-                        columns = _Columns(row, source, start)
-                    elif len(row) != len(columns.names):
+                    if plan is None:
+                        plan = column_map.plan(_header(row, source, start), source, start)
+                    elif len(row) != len(plan.names):
                         raise FormatError(
                             source,
                             start,
                             "",
-                            f"expected {len(columns.names)} columns as in the header, found {len(row)}",
+                            f"expected {len(plan.names)} columns as in the header, found {len(row)}",
                         )
                     else:
-                        yield columns.record(row, source, start)
+                        yield plan.record(row, source, start)
                 start = counter[0] + 1
         except csv.Error as exc:
             raise FormatError(source, start, "", f"malformed CSV: {exc}") from None
-    if columns is None:
+    if plan is None:
         raise FormatError(source, 1, "", "empty file: expected a header row")
+
+
+def _header(names: list[str], source: str, line: int) -> list[str]:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if not name:
+            raise FormatError(source, line, "", f"column {i + 1} of the header has no name")
+        if name in seen:
+            raise FormatError(source, line, name, "column name appears twice in the header")
+        seen.add(name)
+    return names
 
 
 def to_json_value(value: Any) -> Any:
@@ -149,7 +130,11 @@ def _needs_conversion(types: Iterable[Any]) -> bool:
 
 
 def read_parquet(
-    path: str | os.PathLike[str], source_name: str | None = None, *, batch_size: int = 8192
+    path: str | os.PathLike[str],
+    source_name: str | None = None,
+    *,
+    batch_size: int = 8192,
+    columns: ColumnMap | None = None,
 ) -> Iterator[ImportRecord]:
     """Stream records from a Parquet file, one record batch in memory at a time."""
     import pyarrow as pa
@@ -161,7 +146,7 @@ def read_parquet(
     except (pa.ArrowException, OSError) as exc:
         raise FormatError(source, 1, "", f"not a readable Parquet file: {exc}") from None
     schema = pf.schema_arrow
-    columns = _Columns(list(schema.names), source, 1)
+    plan = (columns or ColumnMap()).plan(_header(list(schema.names), source, 1), source, 1)
     convert = _needs_conversion(schema.types)
     row = 0
     try:
@@ -170,6 +155,6 @@ def read_parquet(
             for values in zip(*(batch.column(i).to_pylist() for i in range(len(names))), strict=True):
                 row += 1
                 as_list = [to_json_value(v) for v in values] if convert else list(values)
-                yield columns.record(as_list, source, row)
+                yield plan.record(as_list, source, row)
     except pa.ArrowException as exc:
         raise FormatError(source, row + 1, "", f"cannot read Parquet data: {exc}") from None

@@ -52,8 +52,10 @@ def run_export(db: Database, job: Job) -> dict[str, Any]:
 def run_import(db: Database, job: Job) -> dict[str, Any]:
     """Import an upload kept under ``params['upload']`` (``<data dir>/uploads/<job id>``), all or
     nothing, as :func:`labelmill.services.ingest.import_records` does."""
-    from labelmill.formats import read_any, scan_media_folder
-    from labelmill.services.ingest import import_records, iter_all
+    from labelmill.formats import scan_media_folder
+    from labelmill.formats.columns import parse_column_options
+    from labelmill.services import projects as project_service
+    from labelmill.services.ingest import import_records, iter_all, open_reader
     from labelmill.store.media import open_media_store
 
     params = job.params or {}
@@ -66,7 +68,22 @@ def run_import(db: Database, job: Job) -> dict[str, Any]:
         records = scan_media_folder(folder)
     else:
         fmt = params.get("format")
-        records = iter_all(read_any(folder / name, fmt, source_name=name) for name in params["files"])
+        given = params.get("columns") or {}
+        columns = parse_column_options(
+            gold=given.get("gold"),
+            annotations=given.get("annotation"),
+            meta=given.get("meta"),
+            drop=given.get("drop"),
+            id_column=given.get("id"),
+        )
+        with db.session() as session:
+            schema = project_service.load_schema(
+                project_service.get_project(session, job.project_id).label_schema
+            )
+        records = iter_all(
+            open_reader(schema, folder / name, fmt, source_name=name, columns=columns)
+            for name in params["files"]
+        )
     media = open_media_store(params["media"]) if params.get("media") else None
     done = 0
 

@@ -9,13 +9,16 @@ import leaves the project exactly as it was.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Connection, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from labelmill.formats.columns import ANSWER_NAMES, ColumnMap
+from labelmill.formats.readers import detect_format, read_any
 from labelmill.formats.records import FormatError, ImportRecord
 from labelmill.schema import AnnotationValueError, LabelSchema, check_value
 from labelmill.services.jobs import schedule_job
@@ -54,8 +57,10 @@ class ImportResult:
     media_files: int = 0
     #: Annotations arrived without a consensus of their own: the project's consensus is stale.
     needs_consensus: bool = False
+    #: Things that were stored as asked but are likely mistakes (an answer kept as data, all gold).
+    warnings: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "created": self.created,
             "updated": self.updated,
@@ -63,6 +68,7 @@ class ImportResult:
             "predictions": self.predictions,
             "annotations": self.annotations,
             "media_files": self.media_files,
+            "warnings": list(self.warnings),
         }
 
 
@@ -96,6 +102,12 @@ class _Importer:
         self.max_id_before = session.scalar(select(func.max(Item.id))) or 0
         self.rows_added = 0
         self.analyzed_at = BATCH // 2
+        # Data fields annotators would see that look like answers: a control's name, or "label" & co.
+        sources = set(self.sources.values())
+        self.answer_like = frozenset(name for name in {*self.sources, *ANSWER_NAMES} if name not in sources)
+        self.answers_in_data: set[str] = set()
+        self.gold_rows = 0
+        self.rows_written = 0
 
     # -- validation --------------------------------------------------------------------------
     def _check(self, rec: ImportRecord) -> None:
@@ -153,7 +165,29 @@ class _Importer:
             self._write(batch)
             if progress:
                 progress(len(batch))
+        self.result.warnings = self._warnings()
         return self.result
+
+    def _warnings(self) -> list[str]:
+        out = []
+        for name in sorted(self.answers_in_data):
+            if name in self.sources:
+                why = f"has the name of the control {name!r}"
+                fix = f"--gold-column {name}={name} or --annotation-column ANNOTATOR.{name}={name}"
+            else:
+                why = "is named like an answer"
+                fix = f"--gold-column CONTROL={name}"
+            out.append(
+                f"data field {name!r} {why}: annotators see every data field, so if it holds the "
+                f"answer, import it with {fix}, or leave it out with --drop-column {name}"
+            )
+        if self.rows_written and self.gold_rows == self.rows_written:
+            out.append(
+                f"every imported item ({self.rows_written}) is gold: gold items only check annotators "
+                "(settings.gold_rate), are never in the queue nor in a consensus export; to have labels "
+                "count as labels, import them as annotations (--annotation-column, --as annotations)"
+            )
+        return out
 
     def _write(self, batch: list[ImportRecord]) -> None:
         pid = self.project.id
@@ -170,6 +204,8 @@ class _Importer:
                     f"duplicate {rec.external_id!r} (also at {first.source}:{first.line})",
                 )
             self._check(rec)
+            if not self.answer_like.isdisjoint(rec.data):
+                self.answers_in_data.update(self.answer_like.intersection(rec.data))
             by_ext[rec.external_id] = rec  # under update/skip the last line of a duplicate wins
         existing = self._existing(list(by_ext))
         new_rows: list[ItemRow] = []
@@ -206,6 +242,8 @@ class _Importer:
             )
             (changed_rows if ext in existing else new_rows).append(row)
             written.append(rec)
+            self.rows_written += 1
+            self.gold_rows += rec.gold is not None
         self.result.skipped += len(batch) - len(by_ext) if self.on_duplicate != "reject" else 0
         insert_items(self.conn, new_rows)
         update_items(self.conn, changed_rows)
@@ -381,8 +419,14 @@ DATASET_CONTROL_TYPES = {
 }
 
 
+#: Where a labelled dataset's labels go unless the caller says: annotations, so the obvious round trip
+#: (import, consensus, export) gives the dataset back; ``gold`` would hide every item from the queue
+#: and from the consensus export.
+DEFAULT_TARGET = "annotations"
+
+
 def reader_options(
-    schema: LabelSchema, fmt: str, *, target: str = "gold", control: str | None = None
+    schema: LabelSchema, fmt: str, *, target: str | None = None, control: str | None = None
 ) -> dict[str, Any]:
     """Options for a labelled-dataset reader: the control its labels go under (the schema's first
     control of a fitting type unless named), that control's source field, and the target."""
@@ -399,4 +443,37 @@ def reader_options(
             chosen = schema.control(control)
         except KeyError:
             raise ValueError(f"no control {control!r} in the project's schema") from None
-    return {"control": chosen.name, "source": chosen.source, "target": target}
+    return {"control": chosen.name, "source": chosen.source, "target": target or DEFAULT_TARGET}
+
+
+#: Formats whose columns (or flat keys) follow the column convention and options.
+TABLE_FORMATS = ("jsonl", "csv", "tsv", "parquet", "hf_dataset")
+
+
+def open_reader(
+    schema: LabelSchema,
+    path: str | os.PathLike[str],
+    fmt: str | None = None,
+    *,
+    source_name: str | None = None,
+    target: str | None = None,
+    control: str | None = None,
+    columns: ColumnMap | None = None,
+) -> Iterator[ImportRecord]:
+    """The records of one file or folder for this project: its format (``fmt``, else detected from
+    the name), where a table's columns go (``columns``, typed by the schema's controls) and, for a
+    labelled dataset, where its labels go. The CLI and the API both read this way."""
+    fmt = fmt or detect_format(path)
+    options = reader_options(schema, fmt, target=target, control=control)
+    if fmt in TABLE_FORMATS:
+        types = {c.name: c.type for c in schema.controls}
+        options["columns"] = (columns or ColumnMap()).with_schema(types)
+    elif columns is not None and columns.explicit:
+        raise ValueError(
+            f"column options apply to JSONL, CSV, TSV, Parquet and dataset folders, not to {fmt} ({path})"
+        )
+    if source_name is not None and fmt in ("jsonl", "csv", "tsv", "parquet", "labelstudio", "hf_dataset"):
+        options["source_name"] = source_name
+    elif source_name is not None and fmt == "conll":
+        options["name"] = source_name
+    return read_any(path, fmt, **options)

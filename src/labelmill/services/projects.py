@@ -314,6 +314,20 @@ def project_item_count(session: Session, project_id: int) -> int:
     return session.scalar(select(func.count()).select_from(Item).where(Item.project_id == project_id)) or 0
 
 
+def project_item_counts(session: Session, project_ids: list[int]) -> dict[int, int]:
+    """Item counts of several projects in one query (a project list must not count one by one)."""
+    if not project_ids:
+        return {}
+    stmt = (
+        select(Item.project_id, func.count())
+        .where(Item.project_id.in_(project_ids))
+        .group_by(Item.project_id)
+    )
+    counts = {pid: 0 for pid in project_ids}
+    counts.update({pid: int(n) for pid, n in session.execute(stmt)})
+    return counts
+
+
 def add_member(session: Session, project: Project, user: User, role: str) -> Member:
     """Add ``user`` to ``project`` or change their role (idempotent)."""
     if role not in MEMBER_ROLES:

@@ -27,6 +27,36 @@ from labelmill.store.models import (
 
 #: Window over which the recent labelling rate (for the time-to-finish estimate) is measured.
 RATE_WINDOW = timedelta(hours=1)
+#: The least evidence an estimate of the time to finish needs: a minute of work said 630 hours.
+ETA_MIN_LABELS = 20
+ETA_MIN_SECONDS = 600.0
+#: Coverage of the interval given with the estimate.
+ETA_COVERAGE = 0.90
+
+
+def eta_estimate(labels_left: int, labels: int, seconds: float) -> dict[str, float | None]:
+    """Time to finish ``labels_left`` at the rate of ``labels`` submitted over ``seconds``, with a
+    90% interval, or Nones when there is too little evidence (fewer than 20 labels or 10 minutes).
+
+    Submissions are taken as a Poisson process; the exact (Garwood) interval of its rate comes from
+    chi-square quantiles, and the time is the labels left over the rate, so a slow hour widens the
+    interval instead of promising a date.
+    """
+    from scipy.stats import chi2
+
+    if labels_left <= 0:
+        return {"eta_seconds": 0.0, "eta_low": 0.0, "eta_high": 0.0}
+    if labels < ETA_MIN_LABELS or seconds < ETA_MIN_SECONDS:
+        return {"eta_seconds": None, "eta_low": None, "eta_high": None}
+    tail = (1 - ETA_COVERAGE) / 2
+    rate = labels / seconds
+    rate_low = float(chi2.ppf(tail, 2 * labels)) / (2 * seconds)
+    rate_high = float(chi2.ppf(1 - tail, 2 * labels + 2)) / (2 * seconds)
+    return {
+        "eta_seconds": round(labels_left / rate),
+        "eta_low": round(labels_left / rate_high),
+        "eta_high": round(labels_left / rate_low),
+    }
 
 
 def _progress(session: Session, project: Project) -> dict[str, Any]:
@@ -42,30 +72,33 @@ def _progress(session: Session, project: Project) -> dict[str, Any]:
         ).where(Item.project_id == project.id, ~Item.is_gold)
     ).one()
     total, n_done, in_progress, labels_left = (int(v or 0) for v in row)
-    since = datetime.now(UTC) - RATE_WINDOW
-    recent = (
+    gold = int(
         session.scalar(
-            select(func.count())
-            .select_from(Annotation)
-            .where(
-                Annotation.project_id == project.id,
-                Annotation.created_at >= since,
-                Annotation.task_id.is_not(None),
-            )
+            select(func.count()).select_from(Item).where(Item.project_id == project.id, Item.is_gold)
         )
         or 0
     )
-    rate = recent / RATE_WINDOW.total_seconds()
+    now = datetime.now(UTC)
+    since = now - RATE_WINDOW
+    people = (Annotation.project_id == project.id, Annotation.task_id.is_not(None))
+    recent, first = session.execute(
+        select(func.count(), func.min(Annotation.created_at)).where(*people, Annotation.created_at >= since)
+    ).one()
+    recent = int(recent or 0)
+    earlier = session.scalar(select(Annotation.id).where(*people, Annotation.created_at < since).limit(1))
+    # The rate is over the whole window once work began before it, else since the first label.
+    start = since if earlier is not None or first is None else first
+    seconds = max((now - start).total_seconds(), 1.0)
+    labels_left = max(labels_left, 0)
     return {
         "items": total,
+        "gold_items": gold,
         "done": n_done,
         "in_progress": in_progress,
         "remaining": total - n_done,
-        "labels_remaining": max(labels_left, 0),
-        "labels_per_hour": round(rate * 3600, 2),
-        "eta_seconds": round(labels_left / rate)
-        if rate > 0 and labels_left > 0
-        else (0 if labels_left <= 0 else None),
+        "labels_remaining": labels_left,
+        "labels_per_hour": round(recent / seconds * 3600, 2) if recent else 0.0,
+        **eta_estimate(labels_left, recent, seconds),
     }
 
 

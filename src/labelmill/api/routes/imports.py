@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from labelmill.api.deps import DbDep, MediaDep, SessionDep, UserDep
 from labelmill.api.models import Id, JobOut
 from labelmill.api.routes.jobs import ExecutorDep, job_out
+from labelmill.formats.columns import parse_column_options
 from labelmill.formats.media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from labelmill.jobs.errors import raise_job_error
 from labelmill.jobs.executor import FINISHED, await_job
@@ -107,11 +108,42 @@ async def create_import(
         description="Wait for the import job and answer 201 with it (or the import's error); "
         "false: answer 202 with the queued job at once, and poll GET /jobs/{id}.",
     ),
+    gold_column: list[str] = Form([], description="CONTROL=COLUMN: a column of gold answers (repeatable)"),
+    annotation_column: list[str] = Form(
+        [], description="ANNOTATOR.CONTROL=COLUMN: a column of one annotator's answers (repeatable)"
+    ),
+    meta_column: list[str] = Form([], description="KEY=COLUMN: a column that goes to the item's meta"),
+    drop_column: list[str] = Form([], description="COLUMN: a column to leave out"),
+    id_column: str | None = Form(
+        None, description="The column of external ids (default external_id, else id)"
+    ),
 ) -> Any:
-    project_service.project_for(session, user, project_id, project_service.MANAGE)
+    project = project_service.project_for(session, user, project_id, project_service.MANAGE)
+    schema = project_service.load_schema(project.label_schema)
+    try:
+        parse_column_options(  # refused here, before anything is uploaded or queued
+            gold=gold_column,
+            annotations=annotation_column,
+            meta=meta_column,
+            drop=drop_column,
+            id_column=id_column,
+        ).with_schema({c.name: c.type for c in schema.controls})
+    except ValueError as exc:
+        raise Invalid(str(exc), field="columns") from None
     session.commit()
     uploads = Path(request.app.state.settings.data_dir) / "uploads"
-    params: dict[str, Any] = {"format": format, "on_duplicate": on_duplicate, "media": media.url}
+    params: dict[str, Any] = {
+        "format": format,
+        "on_duplicate": on_duplicate,
+        "media": media.url,
+        "columns": {
+            "gold": gold_column,
+            "annotation": annotation_column,
+            "meta": meta_column,
+            "drop": drop_column,
+            "id": id_column,
+        },
+    }
     job_id = await run_in_threadpool(_queue_import, db, user, project_id, files, uploads, params)
     await run_in_threadpool(executor.submit, job_id)
     if wait:

@@ -34,7 +34,9 @@ def project_out(project: Project, role: str, item_count: int | None = None) -> P
 )
 def list_projects(user: UserDep, session: SessionDep) -> Page[ProjectOut]:
     rows = project_service.list_projects(session, user)
-    return Page[ProjectOut](results=[project_out(p, r) for p, r in rows])
+    # Item counts are for managers, as in GET /projects/{id}.
+    counts = project_service.project_item_counts(session, [p.id for p, r in rows if r == "manager"])
+    return Page[ProjectOut](results=[project_out(p, r, counts.get(p.id)) for p, r in rows])
 
 
 @router.post(
