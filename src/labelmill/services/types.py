@@ -4,7 +4,7 @@ layer depends on services only (routes never import :mod:`labelmill.store`)."""
 from __future__ import annotations
 
 from labelmill.store.engine import Database
-from labelmill.store.media import LocalMediaStore, MediaStore
+from labelmill.store.media import LocalMediaStore, MediaStore, safe_media_name
 from labelmill.store.models import Annotation, ApiToken, Item, Job, Member, Project, User
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "Member",
     "Project",
     "User",
+    "safe_media_name",
 ]

@@ -22,9 +22,7 @@ from labelmill.jobs.executor import FINISHED, await_job
 from labelmill.services import jobs as job_service
 from labelmill.services import projects as project_service
 from labelmill.services.errors import Invalid
-from labelmill.store.engine import Database
-from labelmill.store.media import safe_media_name
-from labelmill.store.models import User
+from labelmill.services.types import Database, User, safe_media_name
 
 router = APIRouter(tags=["imports"])
 

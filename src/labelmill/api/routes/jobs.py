@@ -9,7 +9,7 @@ from labelmill.api.models import MAX_ID, Id, IdQuery, JobOut, Page
 from labelmill.jobs.executor import Executor
 from labelmill.services import jobs as job_service
 from labelmill.services.errors import Invalid
-from labelmill.store.engine import Database
+from labelmill.services.types import Database
 
 router = APIRouter(tags=["jobs"])
 
