@@ -6,8 +6,8 @@ more than missing a spammer for a while, so a worker is judged only where there 
 
 * **gold**: at least ``min_gold`` answers on items with a known answer, or
 * **peers**: at least ``min_shared`` labels on items that ``min_peers`` other workers labelled
-  too. The reference for those items is a leave-one-out Dawid–Skene posterior, fitted without
-  the worker being judged, so nobody vouches for themselves.
+  too. The reference for those items is a leave-one-out Dawid–Skene posterior: the worker's own
+  labels are divided out of their items' posteriors, so nobody vouches for themselves.
 
 A lone annotator on an overlap-1 project without gold has neither, and is never flagged.
 
@@ -90,9 +90,6 @@ class SpammerConfig:
             the project setting ``spam_threshold``.
         n_bootstrap: bootstrap resamples (over items) for the standard error of informedness.
         random_state: seed of the bootstrap, so a refresh gives the same verdicts.
-        exact_loo_max_workers: up to this many workers the leave-one-out reference is a refit per
-            worker; above it, the worker's own labels are divided out of one fit (the cavity
-            posterior), which is the same to first order and costs one fit, not one per worker.
     """
 
     min_informedness: float = 0.2
@@ -112,7 +109,6 @@ class SpammerConfig:
     flag_threshold: float = 0.5
     n_bootstrap: int = 200
     random_state: int = 0
-    exact_loo_max_workers: int = 40
 
     def __post_init__(self) -> None:
         for name in ("min_informedness", "peer_ratio", "constant_share", "dominance_excess"):
@@ -219,12 +215,20 @@ def _informedness(
     cross_rows = np.zeros((n_rows, n_ref, n_ref))
     cross_rows[np.arange(n_rows), :, label] = reference
     moments_rows = np.concatenate([gram_rows, cross_rows.reshape(n_rows, -1)], axis=1)
+    # One sparse (worker x moment, item) table: any item weighting is then a single product.
+    n_moments = moments_rows.shape[1]
+    keep = moments_rows != 0.0
+    where = np.nonzero(keep)
+    table = sp.csr_matrix(
+        (moments_rows[keep], (worker[where[0]] * n_moments + where[1], item[where[0]])),
+        shape=(n_workers * n_moments, enc.n_items),
+    )
 
-    def per_class(weights: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(n_workers, b, n_ref) informedness per class and reference mass, for row weights (n_rows, b)."""
+    def per_class(weights: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(n_workers, b, n_ref) recall and false rate per class and the reference mass of the
+        class, for item weights (n_items, b)."""
         b = weights.shape[1]
-        stacked = (moments_rows[:, :, None] * weights[:, None, :]).reshape(n_rows, -1)
-        moments = np.asarray(by_worker @ stacked).reshape(n_workers, 2, n_ref, n_ref, b)
+        moments = np.asarray(table @ weights).reshape(n_workers, 2, n_ref, n_ref, b)
         gram = moments[:, 0].transpose(0, 3, 1, 2)  # (W, b, K, K)
         cross = moments[:, 1].transpose(0, 3, 1, 2)
         mass = gram.sum(axis=3)  # Σ r_c r_t over t = Σ r_c
@@ -235,28 +239,27 @@ def _informedness(
         other = mass.sum(axis=2, keepdims=True) - mass
         with np.errstate(divide="ignore", invalid="ignore"):
             false_rate = (answered - mass * recall) / other
-        return np.asarray(recall - false_rate), mass
+        return np.asarray(recall), np.asarray(false_rate), mass
 
-    values, mass = per_class(np.ones((n_rows, 1)))
-    total = mass.sum(axis=2, keepdims=True)
-    classes = (mass[:, 0] >= 1.0 - 1e-9) & ((total - mass)[:, 0] >= 1.0 - 1e-9)  # (W, K)
-    value = _class_mean(values[:, 0], classes)
+    recall, false_rate, mass = per_class(np.ones((enc.n_items, 1)))
+    recall, false_rate, mass = recall[:, 0], false_rate[:, 0], mass[:, 0]
+    other = mass.sum(axis=1, keepdims=True) - mass
+    classes = (mass >= 1.0 - 1e-9) & (other >= 1.0 - 1e-9)  # (W, K)
+    value = _class_mean(recall - false_rate, classes)
     rng = np.random.default_rng(config.random_state)
     item_weights = rng.poisson(1.0, size=(enc.n_items, config.n_bootstrap)).astype(np.float64)
-    chunk = max(1, 2_000_000 // max(n_rows * 2 * n_ref * n_ref, 1))
+    chunk = max(1, 4_000_000 // max(n_workers * n_moments, 1))
     replicates = []
     for start in range(0, config.n_bootstrap, chunk):
-        boot, _ = per_class(item_weights[item, start : start + chunk])
-        replicates.append(_class_mean(boot, classes[:, None, :]))
+        boot_recall, boot_false, _ = per_class(item_weights[:, start : start + chunk])
+        replicates.append(_class_mean(boot_recall - boot_false, classes[:, None, :]))
     with warnings.catch_warnings():  # workers with no defined class: all-NaN rows, expected
         warnings.simplefilter("ignore", RuntimeWarning)
         se = np.nanstd(np.concatenate(replicates, axis=1), axis=1, ddof=1)
     # A bootstrap cannot see what a worker was never tested on: a constant answerer's replicates
-    # are all exactly 0 however few items of the other classes they met. So the SE is at least the
-    # worst case of binomial rates over the masses each class was estimated from.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        floor = np.sqrt(0.25 / mass[:, 0] + 0.25 / (total - mass)[:, 0])
-    se = np.fmax(se, _class_mean(floor, classes))
+    # are all exactly 0 however few items of the other classes they met. So the SE is at least
+    # that of the "plus four" (Agresti–Coull) binomial rates over the mass each was estimated from.
+    se = np.fmax(se, _class_mean(np.sqrt(_plus_four(recall, mass) + _plus_four(false_rate, other)), classes))
     judged = (n >= min_labels) & np.isfinite(value) & np.isfinite(se)
     answers = np.bincount(worker * enc.n_classes + label, minlength=n_workers * enc.n_classes)
     answers = answers.reshape(n_workers, enc.n_classes)
@@ -267,6 +270,13 @@ def _informedness(
         ref_mass[np.arange(n_workers), favourite], n, out=np.ones(n_workers), where=n > 0
     )
     return _Informedness(basis, n, judged, value, se, favourite, share, reference_share)
+
+
+def _plus_four(rate: FloatArray, trials: FloatArray) -> FloatArray:
+    """Variance of a binomial rate with two successes and two failures added."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shrunk = (np.clip(rate, 0.0, 1.0) * trials + 2.0) / (trials + 4.0)
+        return np.asarray(shrunk * (1.0 - shrunk) / (trials + 4.0))
 
 
 def _class_mean(per_class: FloatArray, classes: BoolArray) -> FloatArray:
@@ -291,23 +301,22 @@ def _coded(enc: EncodedLabels, keep: BoolArray, n_ref: int) -> CodedLabels:
 
 
 def _reference_model() -> DawidSkene:
-    # Fixed, moderate smoothing: the reference is refitted once per worker, so no model selection.
+    # Fixed, moderate smoothing: a pool with a few labels per annotator must not get confusion
+    # rows of exact zeros (a veto over items); this runs on every refresh, so no model selection.
     return DawidSkene(smoothing=2.0, prior_smoothing=1.0)
 
 
-def _leave_one_out(enc: EncodedLabels, gold_idx: IntArray, n_ref: int, config: SpammerConfig) -> FloatArray:
-    """(n_labels, n_ref) posterior of each label's item from everybody's labels but its worker's."""
-    out = np.zeros((enc.n_labels, n_ref))
-    everyone = np.ones(enc.n_labels, dtype=bool)
-    if enc.n_workers <= config.exact_loo_max_workers:
-        for w in range(enc.n_workers):
-            mine = enc.worker_idx == w
-            model = _reference_model()
-            model._fit_coded(_coded(enc, ~mine, n_ref), gold_idx)
-            out[mine] = model.probas_[enc.item_idx[mine]]
-        return out
+def _leave_one_out(enc: EncodedLabels, gold_idx: IntArray, n_ref: int) -> FloatArray:
+    """(n_labels, n_ref) posterior of each label's item from everybody's labels but its worker's.
+
+    One Dawid–Skene fit on everyone, then the worker's own labels are divided out of each of their
+    items' posteriors (the cavity posterior), so their answers never count as evidence for
+    themselves. Refitting without the worker instead would leave two annotators of a three-person
+    pool, whose model is not identifiable: a near-random third annotator could then pass for the
+    truth. The others' error rates are learnt with all three; the worker's answers are not used.
+    """
     model = _reference_model()
-    model._fit_coded(_coded(enc, everyone, n_ref), gold_idx)
+    model._fit_coded(_coded(enc, np.ones(enc.n_labels, dtype=bool), n_ref), gold_idx)
     # Divide the worker's own labels out of the item's posterior: log p(c | others) = log p(c |
     # all) − Σ log π^w[c, l] over the worker's labels of the item, up to a constant.
     log_conf = np.log(np.maximum(model.confusions_, _TINY))  # (W, C, L)
@@ -473,7 +482,7 @@ def detect_spammers(
         sources.append(_informedness("gold", enc, gold_rows, onehot, config.min_gold, config))
     peer_rows = _peer_rows(enc, config.min_peers)
     if len(peer_rows) and enc.n_classes >= 2:
-        reference = _leave_one_out(enc, gold_idx, n_ref, config)[peer_rows]
+        reference = _leave_one_out(enc, gold_idx, n_ref)[peer_rows]
         sources.append(_informedness("peers", enc, peer_rows, reference, config.min_shared, config))
     # Each worker is judged on the source that knows them best (the smaller standard error).
     chosen = np.full(enc.n_workers, -1)
@@ -486,7 +495,8 @@ def detect_spammers(
     se = np.array([sources[c].se[w] if c >= 0 else np.nan for w, c in enumerate(chosen)])
     upper = value + config.informedness_z * se
     lower = value - config.informedness_z * se
-    typical = float(np.median(value[judged])) if judged.any() else math.nan
+    # The typical worker needs a few judged workers; without them only the absolute bound applies.
+    typical = float(np.median(value[judged])) if judged.sum() >= 3 else math.nan
 
     rules: dict[str, tuple[FloatArray, list[str]]] = {}
     rules["informedness"] = _informedness_rule(sources, chosen, value, upper, typical, config)
@@ -513,10 +523,16 @@ def _informedness_rule(
     n_workers = len(chosen)
     evidence = np.full(n_workers, np.nan)
     reasons = [""] * n_workers
-    if not typical > 0.0:  # nobody is better than chance: the task, not a worker, is the problem
+    if typical <= 0.0:  # nobody is better than chance: the task, not a worker, is the problem
         return evidence, reasons
     absolute = _falling(upper, config.min_informedness)
-    relative = _falling(upper / typical, config.peer_ratio)
+    relative = _falling(upper / typical, config.peer_ratio) if typical > 0 else np.ones(n_workers)
+    compared = (
+        f"the typical annotator {typical:.2f}; flagged at <= {config.min_informedness:g} and <= "
+        f"{config.peer_ratio:g} x typical"
+        if typical > 0
+        else f"too few judged annotators for a typical one; flagged at <= {config.min_informedness:g}"
+    )
     for w in np.flatnonzero(chosen >= 0):
         source = sources[chosen[w]]
         evidence[w] = min(float(absolute[w]), float(relative[w]))
@@ -527,9 +543,8 @@ def _informedness_rule(
             "(against their leave-one-out consensus)"
         )
         reasons[w] = (
-            f"informedness {value[w]:.2f} (at most {upper[w]:.2f} at {config.informedness_z:g} SE) over "
-            f"{against}; chance is 0, the typical annotator {typical:.2f}; flagged at <= "
-            f"{config.min_informedness:g} and <= {config.peer_ratio:g} x typical"
+            f"informedness {value[w]:.2f} (at most {upper[w]:.2f} at {config.informedness_z:g} SE) "
+            f"over {against}; chance is 0, {compared}"
         )
     return evidence, reasons
 
