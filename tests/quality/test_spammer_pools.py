@@ -61,7 +61,9 @@ def simulate(
         for w in rng.choice(len(names), size=size, replace=False):
             kind, parameter = kinds[names[w]]
             seconds = float(rng.lognormal(np.log(8.0), 0.4))
-            if kind == "accuracy":
+            if kind == "fast_accurate":
+                seconds = float(rng.uniform(0.2, 1.0))
+            if kind in ("accuracy", "fast_accurate"):
                 right = rng.random() < parameter
                 label = truth if right else int((truth + rng.integers(1, n_classes)) % n_classes)
             elif kind == "constant":
@@ -156,6 +158,17 @@ def test_sms_spam_like_pool_does_not_flag_its_good_annotators(seed: int) -> None
     flags = by_worker(detect_spammers(pool.data, spamming=spamming))
     assert not flags["a92"].is_spammer and not flags["a81"].is_spammer, flags
     assert flags["a92"].evidence["spamming"] == 0.96 and flags["a92"].basis == "peers"
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5])
+def test_a_fast_but_informed_annotator_is_not_flagged(threshold: float) -> None:
+    kinds = mixed_pool(5) | {"fast_good": ("fast_accurate", 0.95)}
+    pool = simulate(5, kinds, IMBALANCED, n_items=4000)
+    config = SpammerConfig.from_spam_threshold(threshold)
+    flags = by_worker(detect_spammers(pool.data, durations=pool.seconds, config=config))
+    assert not flags["fast_good"].is_spammer, flags["fast_good"]
+    assert flags["fast_good"].evidence["too_fast"] < threshold
+    assert flags["too_fast"].is_spammer
 
 
 def test_a_higher_spam_threshold_flags_fewer() -> None:

@@ -418,7 +418,9 @@ def _positions(
     excess = np.clip(np.divide(share - others_share, room, out=np.zeros_like(room), where=room > 0), 0.0, 1.0)
     p_value = stats.binom.sf(counts[rows, favourite] - 1, n, others_share)
     strength = _rising(excess, config.dominance_excess)
-    strength = np.where(p_value < config.significance, strength, np.minimum(strength, 0.49))
+    strength = np.where(
+        p_value < config.significance, strength, np.minimum(strength, 0.98 * config.flag_threshold)
+    )
     enough = (n >= config.min_timed) & (timed_peers - 1 >= config.min_peers)
     evidence = np.where(enough, strength, np.nan)
     reasons = [
@@ -503,12 +505,13 @@ def detect_spammers(
     rules["constant"] = _constant_rule(sources, chosen, names, config)
     # Fast or position-bound answering is not spamming in a worker shown to be informed.
     informed = judged & (lower > config.min_informedness)
+    below = 0.98 * config.flag_threshold  # evidence that never flags on its own
     if durations is not None:
         fast, why = _timing(enc, _per_label(durations, n_rows, "durations"), config)
-        rules["too_fast"] = (np.where(informed, np.minimum(fast, 0.49), fast), why)
+        rules["too_fast"] = (np.where(informed, np.minimum(fast, below), fast), why)
     if positions is not None:
         place, why = _positions(enc, _per_label(positions, n_rows, "positions"), config)
-        rules["position"] = (np.where(informed, np.minimum(place, 0.49), place), why)
+        rules["position"] = (np.where(informed, np.minimum(place, below), place), why)
     return _verdicts(enc, sources, chosen, value, rules, support, config)
 
 
