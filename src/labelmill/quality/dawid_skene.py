@@ -28,8 +28,10 @@ Init = Literal["mv", "wawa"]
 EPS = 1e-10
 #: Smoothing candidates of `smoothing="auto"`: none (plain Dawid–Skene) to strong.
 SMOOTHING_GRID = (0.0, 0.5, 2.0, 8.0)
-#: Candidates are fitted to this tolerance (or `tol`, if looser); the chosen one to `tol`.
+#: Candidates are fitted to this tolerance (or `tol`, if looser), and to the looser second one
+#: on the subset of large data, where every step costs; the chosen smoothing is fitted to `tol`.
 SELECTION_TOL = 1e-5
+SUBSET_SELECTION_TOL = 1e-4
 #: Labels scored for the choice on large data (a fixed random sample), and its seed.
 HELDOUT_SAMPLE = 20_000
 HELDOUT_SEED = 0
@@ -171,7 +173,8 @@ class DawidSkene(LabelAggregator):
         by_item = label_matrix(coded)
         by_worker_label = by_item.T.tocsr()
         gave = (by_worker_label.getnnz(axis=1) > 0).reshape(coded.n_workers, 1, coded.n_classes)
-        tol = max(self.tol, SELECTION_TOL) if self.tol >= 0 else self.tol
+        loose = SELECTION_TOL if share == 1.0 else SUBSET_SELECTION_TOL
+        tol = max(self.tol, loose) if self.tol >= 0 else self.tol
         fits: list[_Fit] = []
         heldout: list[FloatArray] = []
         for alpha in grid:
