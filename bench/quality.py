@@ -3,8 +3,11 @@
 Run with no arguments. (a) 500,000 generated labels (100,000 items x 5, 1,000 workers of accuracy
 uniform in 0.55-0.95, 5 classes): fit time and accuracy of our DawidSkene, GLAD and MACE against
 crowd-kit's (ours: median of a few runs; crowd-kit's GLAD and MACE take minutes, so once).
-(b) accuracy on every public dataset in ../shared/datasets/crowd/ for all our methods and
-crowd-kit's MV, DS, OneCoin, GLAD and MACE (crowd-kit's Wawa crashes with scikit-learn >= 1.6).
+(b) accuracy on every public dataset in ../shared/datasets/crowd/ (or
+$LABELMILL_SHARED_DATASETS/crowd) for all our methods and crowd-kit's MV, DS, OneCoin, GLAD and
+MACE (crowd-kit's Wawa crashes with scikit-learn >= 1.6). (c) random-heavy imbalanced crowds
+(87/13 classes, about 60 % of the annotators answering at random): our default DS (smoothing
+chosen from the data), DS with the former fixed smoothing 2, and crowd-kit's plain DS.
 Prints Markdown tables and ends with a RESULT line.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import support.path_guard  # noqa: F401  # isort: skip  (must run first: see bench/support/path_guard.py)
 
+import os
 import statistics
 import sys
 import time
@@ -28,19 +32,34 @@ from labelmill.quality.glad import GLAD
 from labelmill.quality.mace import MACE
 from labelmill.quality.methods import DEFAULT_METHOD, METHODS
 
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "crowd"
+DATASETS = (
+    Path(
+        os.environ.get(
+            "LABELMILL_SHARED_DATASETS", Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+        )
+    )
+    / "crowd"
+)
+RANDOM_HEAVY_SEEDS = (0, 1, 2, 3, 4)
 OUR_RUNS = 5
 SEED = 20261125
 
 
 def generate(
-    n_items: int = 100_000, per_item: int = 5, n_workers: int = 1_000, n_classes: int = 5, seed: int = SEED
+    n_items: int = 100_000,
+    per_item: int = 5,
+    n_workers: int = 1_000,
+    n_classes: int = 5,
+    seed: int = SEED,
+    mix: tuple[float, ...] | None = None,
+    random_share: float = 0.0,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """Items get `per_item` distinct workers; a worker is right with their accuracy, else picks a
-    wrong class uniformly."""
+    wrong class uniformly. `mix` gives the class balance (uniform when None); a `random_share` of
+    the workers answer uniformly at random whatever the item."""
     rng = np.random.default_rng(seed)
     accuracy = rng.uniform(0.55, 0.95, n_workers)
-    truth = rng.integers(0, n_classes, n_items)
+    truth = rng.integers(0, n_classes, n_items) if mix is None else rng.choice(n_classes, n_items, p=mix)
     workers = rng.integers(0, n_workers, (n_items, per_item))
     while True:
         ordered = np.sort(workers, axis=1)
@@ -53,7 +72,11 @@ def generate(
     true_label = truth[item]
     right = rng.random(item.size) < accuracy[worker]
     wrong = (true_label + rng.integers(1, n_classes, item.size)) % n_classes
-    data = pd.DataFrame({"item": item, "worker": worker, "label": np.where(right, true_label, wrong)})
+    label = np.where(right, true_label, wrong)
+    if random_share > 0:
+        spammer = rng.random(n_workers) < random_share
+        label = np.where(spammer[worker], rng.integers(0, n_classes, item.size), label)
+    data = pd.DataFrame({"item": item, "worker": worker, "label": label})
     return data, pd.Series(truth, index=np.arange(n_items), name="label")
 
 
@@ -157,10 +180,40 @@ def accuracy_section(ck: dict[str, Callable[..., Any]]) -> tuple[dict[str, float
     return ours, theirs
 
 
+def random_heavy_section(ck: dict[str, Callable[..., Any]]) -> dict[str, float]:
+    """Where one global smoothing constant lost to plain DS: many random answerers, 87/13 classes."""
+    print(
+        "## Random-heavy imbalanced crowds: 5,000 items x 5 labels, 80 workers (about 60 % answer "
+        f"at random), classes 87/13, seeds {', '.join(map(str, RANDOM_HEAVY_SEEDS))}\n"
+    )
+    print("| seed | ours (auto smoothing) | chosen smoothing | ours (fixed smoothing 2) | crowd-kit DS |")
+    print("|---|---:|---:|---:|---:|")
+    scores: dict[str, list[float]] = {"auto": [], "fixed": [], "crowdkit": []}
+    for seed in RANDOM_HEAVY_SEEDS:
+        data, truth = generate(5_000, 5, 80, 2, seed, mix=(0.87, 0.13), random_share=0.6)
+        model = DawidSkene().fit(data)
+        scores["auto"].append(
+            accuracy(dict(zip(model.items_.tolist(), model.labels_.tolist(), strict=True)), truth)
+        )
+        scores["fixed"].append(accuracy(DawidSkene(smoothing=2.0).fit_predict(data), truth))
+        scores["crowdkit"].append(accuracy(crowdkit_predict(ck["ds"], data), truth))
+        print(
+            f"| {seed} | {scores['auto'][-1]:.4f} | {model.smoothing_:g} | {scores['fixed'][-1]:.4f} | "
+            f"{scores['crowdkit'][-1]:.4f} |",
+            flush=True,
+        )
+    means = {name: statistics.fmean(values) for name, values in scores.items()}
+    print(
+        f"| **mean** | **{means['auto']:.4f}** | | **{means['fixed']:.4f}** | **{means['crowdkit']:.4f}** |\n"
+    )
+    return means
+
+
 def main() -> int:
     ck = crowdkit_models()
     speedups = speed_section(ck)
     ours, theirs = accuracy_section(ck)
+    heavy = random_heavy_section(ck)
     mean_accuracy = ours.get(DEFAULT_METHOD, float("nan"))
     best = max(theirs.values(), default=float("nan"))
     if theirs:
@@ -170,7 +223,8 @@ def main() -> int:
     print(
         f"RESULT ds_speedup={speedups['ds']:.1f} glad_speedup={speedups['glad']:.1f} "
         f"mace_speedup={speedups['mace']:.1f} mean_accuracy={mean_accuracy:.4f} "
-        f"crowdkit_best_mean_accuracy={best:.4f}"
+        f"crowdkit_best_mean_accuracy={best:.4f} random_heavy_accuracy={heavy['auto']:.4f} "
+        f"random_heavy_fixed_smoothing={heavy['fixed']:.4f} random_heavy_crowdkit_ds={heavy['crowdkit']:.4f}"
     )
     return 0
 

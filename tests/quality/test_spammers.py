@@ -38,7 +38,7 @@ class Workforce:
         return {item: int(np.argmax(v)) for item, v in votes.items()}
 
 
-def make_workforce(seed: int = 0, n_items: int = 500, per_item: int = 5) -> Workforce:
+def make_workforce(seed: int = 0, n_items: int = 4000, per_item: int = 5) -> Workforce:
     rng = np.random.default_rng(seed)
     honest = {f"good{i}": rng.uniform(0.65, 0.95) for i in range(30)}
     spammers = ["random", "constant", "first_option", "too_fast"]
@@ -81,7 +81,6 @@ def test_planted_spammers_are_flagged_and_good_workers_are_not(seed: int) -> Non
             force.data,
             durations=force.durations,
             positions=force.positions,
-            consensus=force.majority(),
             gold={item: label for item, label in force.truth.items() if item % 10 == 0},
         )
     )
@@ -89,7 +88,7 @@ def test_planted_spammers_are_flagged_and_good_workers_are_not(seed: int) -> Non
         "constant": "constant",
         "first_option": "position",
         "too_fast": "too_fast",
-        "random": "peers",
+        "random": "informedness",
     }
     for worker, rule in expected_rule.items():
         flag = flags[worker]
@@ -104,16 +103,16 @@ def test_planted_spammers_are_flagged_and_good_workers_are_not(seed: int) -> Non
 def test_each_rule_alone_catches_its_spammer() -> None:
     force = make_workforce(3)
     labels_only = by_worker(detect_spammers(force.data))
-    assert labels_only["constant"].evidence["constant"] == 1.0
+    assert labels_only["constant"].evidence["constant"] >= 0.5
     for worker in ("random", "first_option", "too_fast", "constant"):  # all answer blind to the item
-        assert labels_only[worker].evidence["peers"] >= 0.5, labels_only[worker]
+        assert labels_only[worker].evidence["informedness"] >= 0.5, labels_only[worker]
     assert not any(labels_only[f"good{i}"].is_spammer for i in range(30))
     only_positions = by_worker(detect_spammers(force.data, positions=force.positions))
     assert only_positions["first_option"].evidence["position"] == 1.0
     assert "option #1" in only_positions["first_option"].reasons[0]
     only_times = by_worker(detect_spammers(force.data, durations=force.durations))
     assert only_times["too_fast"].is_spammer
-    assert "faster than" in only_times["too_fast"].reasons[0]
+    assert any(reason.startswith("too fast") for reason in only_times["too_fast"].reasons)
     only_gold = by_worker(detect_spammers(force.data, gold=force.truth))
     assert only_gold["random"].is_spammer and only_gold["constant"].is_spammer
     assert not any(only_gold[f"good{i}"].is_spammer for i in range(30))
@@ -121,36 +120,30 @@ def test_each_rule_alone_catches_its_spammer() -> None:
 
 def test_result_is_sorted_by_score_and_lists_every_worker() -> None:
     force = make_workforce(4)
-    flags = detect_spammers(force.data, consensus=force.majority())
+    flags = detect_spammers(force.data)
     assert [f.score for f in flags] == sorted((f.score for f in flags), reverse=True)
     assert {f.worker for f in flags} == set(force.workers)
     assert all(f.n_labels == force.workers.count(f.worker) for f in flags)
 
 
-def test_mace_spamming_probability_flags_by_itself() -> None:
+def test_mace_spamming_probability_supports_but_never_makes_a_flag() -> None:
+    # Issue 16: MACE (which presumes uniform classes) gave the best annotator the highest score.
     force = make_workforce(5)
-    spamming = {worker: 0.05 for worker in set(force.workers)} | {"good3": 0.9}
+    spamming = {worker: 0.05 for worker in set(force.workers)} | {"good3": 0.95, "constant": 0.9}
     flags = by_worker(detect_spammers(force.data, spamming=spamming))
-    assert flags["good3"].is_spammer and "MACE" in flags["good3"].reasons[0]
-    assert not flags["good4"].is_spammer
+    assert not flags["good3"].is_spammer and flags["good3"].evidence["spamming"] == 0.95
+    assert flags["constant"].is_spammer and "MACE" in flags["constant"].reasons[-1]
     with pytest.raises(ValueError, match="spamming"):
         detect_spammers(force.data, spamming={"good3": 1.5})
 
 
-def test_too_few_labels_are_never_flagged() -> None:
+def test_too_little_evidence_is_never_flagged() -> None:
     rows = [(i, "good", i % 3) for i in range(60)] + [(i, "other", (i + 1) % 3) for i in range(60)]
     rows += [(i, "newcomer", 0) for i in range(5)]
-    flags = by_worker(
-        detect_spammers(
-            rows,
-            durations=[5.0] * 120 + [0.1] * 5,
-            spamming={"newcomer": 1.0},
-            config=SpammerConfig(min_labels=10),
-        )
-    )
+    flags = by_worker(detect_spammers(rows, durations=[5.0] * 120 + [0.1] * 5, spamming={"newcomer": 1.0}))
     assert not flags["newcomer"].is_spammer
     assert flags["newcomer"].score == 0.0
-    assert "too few labels" in flags["newcomer"].reasons[0]
+    assert "too little evidence" in flags["newcomer"].reasons[0]
 
 
 def test_skewed_classes_do_not_make_honest_workers_constant() -> None:
@@ -169,8 +162,8 @@ def test_side_data_must_align_with_the_label_rows() -> None:
     force = make_workforce(7, n_items=50)
     with pytest.raises(ValueError, match="durations"):
         detect_spammers(force.data, durations=force.durations[:-1])
-    with pytest.raises(ValueError, match="min_kappa"):
-        SpammerConfig(min_kappa=0.0)
+    with pytest.raises(ValueError, match="min_informedness"):
+        SpammerConfig(min_informedness=0.0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -178,18 +171,18 @@ def test_side_data_must_align_with_the_label_rows() -> None:
     rows=st.lists(
         st.tuples(st.integers(0, 30), st.sampled_from(["a", "b", "c", "d"]), st.integers(0, 2)), max_size=150
     ),
-    min_labels=st.integers(1, 40),
+    min_shared=st.integers(1, 40),
+    gold_every=st.integers(1, 5),
 )
-def test_scores_are_bounded_and_min_labels_is_respected(
-    rows: list[tuple[int, str, int]], min_labels: int
+def test_scores_are_bounded_and_evidence_is_required(
+    rows: list[tuple[int, str, int]], min_shared: int, gold_every: int
 ) -> None:
     durations = [float(i % 7) for i in range(len(rows))]
-    consensus = {item: label for item, _, label in rows}
-    flags = detect_spammers(
-        rows, durations=durations, consensus=consensus, config=SpammerConfig(min_labels=min_labels)
-    )
+    gold = {item: label for item, _, label in rows if item % gold_every == 0}
+    config = SpammerConfig(min_shared=min_shared, min_gold=min_shared, min_timed=min_shared, n_bootstrap=20)
+    flags = detect_spammers(rows, durations=durations, gold=gold, config=config)
     for flag in flags:
         assert 0.0 <= flag.score <= 1.0
         assert flag.is_spammer == (flag.score >= 0.5)
-        if flag.n_labels < min_labels:
+        if flag.n_labels < min_shared:
             assert not flag.is_spammer

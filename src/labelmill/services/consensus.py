@@ -27,7 +27,7 @@ from labelmill.quality.mace import MACE
 from labelmill.quality.multilabel import MultiLabel
 from labelmill.quality.pairwise import ranking_consensus
 from labelmill.quality.ratings import rating_consensus
-from labelmill.quality.spammers import detect_spammers
+from labelmill.quality.spammers import SpammerConfig, detect_spammers
 from labelmill.quality.spans import relation_consensus, span_consensus
 from labelmill.quality.transcripts import transcript_consensus
 from labelmill.schema import LabelSchema
@@ -281,8 +281,12 @@ def _spam_flags(
     labels: Mapping[int, ItemLabels],
     results: Mapping[str, ControlResult],
     gold: Mapping[int, dict[str, Any]],
+    config: SpammerConfig | None = None,
 ) -> dict[int, tuple[float, str]]:
-    """Spammer scores from the first categorical control (the one constant or random answering shows in)."""
+    """Spammer scores from the first categorical control (the one constant or random answering shows in).
+
+    Judged on evidence only (gold answers, or items shared with peers); MACE's spamming
+    probability is quoted beside a flag, never a flag by itself."""
     control = next((c for c in schema.controls if c.type == "choices" and c.name in results), None)
     if control is None:
         return {}
@@ -296,16 +300,15 @@ def _spam_flags(
                 durations.append(np.nan if lead is None else float(lead))
     if not rows:
         return {}
-    consensus = results[name].values
     gold_labels = {i: g[name] for i, g in gold.items() if isinstance(g, dict) and name in g}
     mace = MACE(random_state=0).fit(rows)
     spamming = {w: float(s) for w, s in zip(mace.workers_, mace.spamming_, strict=True)}
     flags = detect_spammers(
         rows,
         durations=np.asarray(durations) if not np.all(np.isnan(durations)) else None,
-        consensus=consensus,
         gold=gold_labels or None,
         spamming=spamming,
+        config=config,
     )
     return {int(f.worker): (float(f.score), "; ".join(f.reasons)) for f in flags if f.is_spammer}
 
@@ -336,7 +339,9 @@ def refresh_consensus(db: Database, project_id: int) -> RefreshResult:
     project, labels, gold, media = _load(db, project_id)
     schema = load_schema(project.label_schema)
     results = aggregate_project(schema, project.settings, labels, gold, media)
-    flags = _spam_flags(schema, labels, results, gold) if project_settings(project).spam_detection else {}
+    settings = project_settings(project)
+    spam_config = SpammerConfig.from_spam_threshold(settings.spam_threshold)
+    flags = _spam_flags(schema, labels, results, gold, spam_config) if settings.spam_detection else {}
     corrections = _corrections(db, project_id)
     rows = []
     for item_id in labels:
