@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from labelmill.services import queue, queue_pg
+from labelmill.services import queue
+from labelmill.services.queue import pg as queue_pg
+from labelmill.services.queue import statements as queue_sql
 from labelmill.services.users import get_user
 from labelmill.store.models import Annotation, Item, Task
 from tests.conftest import auth, make_user, queued_refreshes
@@ -545,7 +547,7 @@ def test_next_task_query_uses_the_open_items_index(db: Any, client: Any, admin_t
     pid = project(client, admin_token, 50)
     now = datetime.now(UTC)
     params = {"pid": pid, "uid": 1, "by": 1, "overlap": 1, "now": now, "lease_until": now}
-    stmt = queue.TAKE_NEXT if db.dialect == "sqlite" else queue.PG_LEASE_SKIP_LOCKED
+    stmt = queue_sql.TAKE_NEXT if db.dialect == "sqlite" else queue_sql.PG_LEASE_SKIP_LOCKED
     with db.engine.connect() as conn:
         compiled = stmt.compile(conn)
         bound = compiled.construct_params(params)
@@ -571,7 +573,7 @@ def test_pick_probes_the_task_index_per_candidate(db: Any, client: Any, admin_to
     annotators(client, db, admin_token, pid, 1)
     if db.dialect == "sqlite":
         with db.engine.connect() as conn:
-            compiled = queue.TAKE_NEXT.compile(conn)
+            compiled = queue_sql.TAKE_NEXT.compile(conn)
             bound = compiled.construct_params({"pid": pid, "uid": 2, "by": 1, "overlap": 1})
             args = tuple(bound[k] for k in compiled.positiontup or ())
             plan = "\n".join(
