@@ -711,10 +711,11 @@ def report(backends: list[Backend], total: float) -> None:
                 f"| {b.name} {label} | {v['over_overlap']} | {v['assigned_over_needed']} "
                 f"| {v['assigned_drift']} | {v['repeated_pairs']} | {v['lost_or_extra']} |"
             )
-    print("\n## Scale: next-task pick on the 1M-item project (done items are bulk-set, no annotation rows)\n")
+    print("\n## Notes\n")
     for b in backends:
         for note in b.notes:
             print(f"- {b.name}: {note}")
+    print("\n## Scale: next-task pick on the 1M-item project (done items are bulk-set, no annotation rows)\n")
     print("\n| backend | done | pick query median ms | plan |\n|---|---:|---:|---|")
     for b in backends:
         for frac, (plan, ms) in b.plans.items():
