@@ -42,16 +42,20 @@ __all__ = [
     "MAX_IDEMPOTENCY_KEY",
     "NextRoute",
     "SubmitRoute",
+    "adaptive",
     "check_idempotency_key",
     "check_token",
     "draws_gold",
     "draws_review",
+    "idempotency_key_ok",
     "late_submit_allowed",
     "lease_until",
     "needs_qualification",
     "needs_scoring",
     "next_route",
     "pg_common_lease",
+    "pg_lease_until",
+    "pg_overlap",
     "pg_token_usable",
     "shown_meta",
     "submit_route",
@@ -111,6 +115,7 @@ def check_idempotency_key(key: str | None) -> None:
 
 
 def idempotency_key_ok(key: str | None) -> bool:
+    """:func:`check_idempotency_key` as a test (the hot paths leave a bad key to the full path)."""
     return key is None or 1 <= len(key) <= MAX_IDEMPOTENCY_KEY
 
 
