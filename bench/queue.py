@@ -1,7 +1,15 @@
 """Annotator-loop throughput: ``tasks/next`` + ``submit`` over HTTP, on SQLite and PostgreSQL.
 
-Run: ``python bench/queue.py`` (env ``BENCH_PG_URL`` for the PostgreSQL server, default
-``postgresql+psycopg://postgres@127.0.0.1:5432/test``; ``BENCH_SECONDS`` per loop, default 8).
+Run: ``python bench/queue.py [--worker]`` (env ``BENCH_PG_URL`` for the PostgreSQL server, default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``; ``BENCH_SECONDS`` per loop, default 8;
+``BENCH_BACKENDS=sqlite,pg`` to choose the databases).
+
+Two server modes: by default ``labelmill serve --no-worker`` (the API alone); with ``--worker`` (or
+``BENCH_WORKER=1``) the default ``labelmill serve``, whose worker refreshes the consensus of the
+project under load (a debounced refit after the submits) while the clients label. The projects
+are created with ``spam_detection`` and ``auto_pause`` off, so the refresh never pauses a load
+client. ``BENCH_QUICK=1`` is a short run: K=1 and K=50 only, one K=50 pair, 4 s per run, no raw
+loop and no 1M-item scale section.
 
 The load generator shares the machine's CPUs with the server, so every rate is also given as a
 ratio to a ceiling measured in the same run by the same client loop: an echo app on the same
@@ -57,12 +65,19 @@ from labelmill.store.engine import Database
 from labelmill.store.models import Item, Project, User
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-PG_DB = "labelmill_qbench"
-SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
+#: A database of this run's own (two runs on one server never drop each other's).
+PG_DB = f"labelmill_qbench_{uuid.uuid4().hex[:10]}"
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+#: Serve with the background worker refreshing consensus (``labelmill serve``), not ``--no-worker``.
+WITH_WORKER = os.environ.get("BENCH_WORKER") == "1" or "--worker" in sys.argv[1:]
+BACKENDS = tuple(os.environ.get("BENCH_BACKENDS", "sqlite,pg").split(","))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "4" if QUICK else "8"))
 #: K=50 is measured this many times, each right after its own echo run; figures are medians.
-K50_PAIRS = int(os.environ.get("BENCH_K50_PAIRS", "3"))
+K50_PAIRS = int(os.environ.get("BENCH_K50_PAIRS", "1" if QUICK else "3"))
 WARMUP = 1.0
-KS = (1, 10, 50, 200)
+KS = (1, 50) if QUICK else (1, 10, 50, 200)
+#: Settings of every bench project: the spammer detector must not pause a load client.
+PROJECT_SETTINGS = {"spam_detection": False, "auto_pause": False}
 RAW_KS = (1, 10, 50)
 RAW_SECONDS = 3.0
 SMALL_ITEMS = 40_000
@@ -142,7 +157,8 @@ def serve(cmd: list[str], port: int, tmp: Path, env: dict[str, str]) -> Iterator
 
 def serve_labelmill(url: str, tmp: Path) -> contextlib.AbstractContextManager[Server]:
     port = free_port()
-    cmd = [sys.executable, "-m", "labelmill.cli", "serve", "--db", url, "--port", str(port), "--no-worker"]
+    cmd = [sys.executable, "-m", "labelmill.cli", "serve", "--db", url, "--port", str(port)]
+    cmd.append("--worker" if WITH_WORKER else "--no-worker")
     env = {**os.environ, "LABELMILL_DATA_DIR": str(tmp / "data")}
     return serve(cmd, port, tmp, env)
 
@@ -158,7 +174,7 @@ def serve_echo(tmp: Path) -> contextlib.AbstractContextManager[Server]:
 
 def make_project(db: Database, name: str, n_items: int, overlap: int, user_ids: list[int]) -> int:
     with db.session() as s:
-        project = create_project(s, name, SCHEMA, settings={"overlap": overlap})
+        project = create_project(s, name, SCHEMA, settings={"overlap": overlap, **PROJECT_SETTINGS})
         for uid in user_ids:
             user = s.get(User, uid)
             assert user is not None
@@ -542,7 +558,7 @@ def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_server: Serve
         ids, tokens = make_users(db, max(KS))
         small = make_project(db, "qbench-o1", SMALL_ITEMS, 1, ids)
         triple = make_project(db, "qbench-o3", SMALL_ITEMS // 4, 3, ids)
-        raw_pid = make_project(db, "qbench-raw", RAW_ITEMS, 1, [])
+        raw_pid = make_project(db, "qbench-raw", RAW_ITEMS, 1, []) if not QUICK else 0
         with serve_labelmill(url, tmp) as server:
             for k in KS:
                 # The ceiling right before the run it is compared with: the machine is shared.
@@ -556,6 +572,9 @@ def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_server: Serve
                 out.pairs.append((echo, out.loops[f"K=50 pair {n}"]))
                 print(f"  {name} echo K=50 pair {n}: {echo.rate:.1f}/s", file=sys.stderr, flush=True)
             loop(server, "K=50 overlap 3", triple, tokens[:50], SECONDS)
+        out.notes.append(consensus_note(db, [small, triple]))
+        if QUICK:
+            return out
         for k in RAW_KS:
             out.raw[k] = raw_loop(db.dialect, raw_dsn, raw_pid, ids[:k], 1)
         t0 = time.perf_counter()
@@ -572,6 +591,22 @@ def run_backend(name: str, url: str, raw_dsn: str, tmp: Path, echo_server: Serve
     finally:
         db.dispose()
     return out
+
+
+def consensus_note(db: Database, project_ids: list[int]) -> str:
+    """How many consensus refreshes the server's worker ran during the HTTP loops."""
+    from sqlalchemy import func, select
+
+    from labelmill.store.models import Job
+
+    with db.session() as s:
+        rows = s.execute(
+            select(Job.status, func.count())
+            .where(Job.kind == "consensus", Job.project_id.in_(project_ids))
+            .group_by(Job.status)
+        ).all()
+    counts = ", ".join(f"{status} {n}" for status, n in sorted(rows)) or "none"
+    return f"consensus refresh jobs of the HTTP-loop projects: {counts}"
 
 
 # --------------------------------------------------------------------------- report
@@ -600,13 +635,17 @@ def main() -> None:
     try:
         echo_server = stack.enter_context(serve_echo(tmp))
         sqlite_path = tmp / "qbench.db"
-        backends.append(run_backend("SQLite", f"sqlite:///{sqlite_path}", str(sqlite_path), tmp, echo_server))
+        if "sqlite" in BACKENDS:
+            backends.append(
+                run_backend("SQLite", f"sqlite:///{sqlite_path}", str(sqlite_path), tmp, echo_server)
+            )
         try:
+            if "pg" not in BACKENDS:
+                raise RuntimeError("not asked for (BENCH_BACKENDS)")
             from sqlalchemy import create_engine
 
             admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
             with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
                 conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
             pg_ok = True
         except Exception as exc:
@@ -636,7 +675,12 @@ def report(backends: list[Backend], total: float) -> None:
         " | cycle p50 / p99 ms | CPU ms per cycle, server / client | errors |\n"
         "|---|---:|---:|---:|---:|---:|---:|---|"
     )
-    print(f"## Annotator loop, {SECONDS:.0f} s per run after {WARMUP:.0f} s warm-up (2 CPUs shared)\n")
+    mode = (
+        "labelmill serve (its worker refreshing consensus)" if WITH_WORKER else "labelmill serve --no-worker"
+    )
+    print(
+        f"## Annotator loop, {SECONDS:.0f} s per run after {WARMUP:.0f} s warm-up (2 CPUs shared), {mode}\n"
+    )
     print(
         "Each echo row was measured right before the labelmill run at the same K that it is the ceiling of.\n"
     )
@@ -667,10 +711,11 @@ def report(backends: list[Backend], total: float) -> None:
                 f"| {b.name} {label} | {v['over_overlap']} | {v['assigned_over_needed']} "
                 f"| {v['assigned_drift']} | {v['repeated_pairs']} | {v['lost_or_extra']} |"
             )
-    print("\n## Scale: next-task pick on the 1M-item project (done items are bulk-set, no annotation rows)\n")
+    print("\n## Notes\n")
     for b in backends:
         for note in b.notes:
             print(f"- {b.name}: {note}")
+    print("\n## Scale: next-task pick on the 1M-item project (done items are bulk-set, no annotation rows)\n")
     print("\n| backend | done | pick query median ms | plan |\n|---|---:|---:|---|")
     for b in backends:
         for frac, (plan, ms) in b.plans.items():
@@ -730,7 +775,8 @@ def report(backends: list[Backend], total: float) -> None:
     )
     scale = "/".join(f"{x:.1f}" for x in sq["scale"]) + "," + "/".join(f"{x:.1f}" for x in pg["scale"])
     print(
-        f"RESULT sqlite_k50_per_s={sq['rate']:.1f} pg_k50_per_s={pg['rate']:.1f} "
+        f"RESULT mode={'worker' if WITH_WORKER else 'no-worker'}{'-quick' if QUICK else ''} "
+        f"sqlite_k50_per_s={sq['rate']:.1f} pg_k50_per_s={pg['rate']:.1f} "
         f"sqlite_ratio_to_echo={sq['ratio']:.3f} pg_ratio_to_echo={pg['ratio']:.3f} "
         f"p99_ms={max(sq['p99'], pg['p99']):.1f} violations={total_viol} "
         f"k1_cycle_ms_median={sq['k1']:.2f} pg_k1_cycle_ms_median={pg['k1']:.2f} "

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from labelmill.services import queue, queue_pg
+from labelmill.services import queue
+from labelmill.services.queue import pg as queue_pg
+from labelmill.services.queue import statements as queue_sql
 from labelmill.services.users import get_user
 from labelmill.store.models import Annotation, Item, Task
 from tests.conftest import auth, make_user, queued_refreshes
@@ -545,7 +547,7 @@ def test_next_task_query_uses_the_open_items_index(db: Any, client: Any, admin_t
     pid = project(client, admin_token, 50)
     now = datetime.now(UTC)
     params = {"pid": pid, "uid": 1, "by": 1, "overlap": 1, "now": now, "lease_until": now}
-    stmt = queue.TAKE_NEXT if db.dialect == "sqlite" else queue.PG_LEASE_SKIP_LOCKED
+    stmt = queue_sql.TAKE_NEXT if db.dialect == "sqlite" else queue_sql.PG_LEASE_SKIP_LOCKED
     with db.engine.connect() as conn:
         compiled = stmt.compile(conn)
         bound = compiled.construct_params(params)
@@ -571,7 +573,7 @@ def test_pick_probes_the_task_index_per_candidate(db: Any, client: Any, admin_to
     annotators(client, db, admin_token, pid, 1)
     if db.dialect == "sqlite":
         with db.engine.connect() as conn:
-            compiled = queue.TAKE_NEXT.compile(conn)
+            compiled = queue_sql.TAKE_NEXT.compile(conn)
             bound = compiled.construct_params({"pid": pid, "uid": 2, "by": 1, "overlap": 1})
             args = tuple(bound[k] for k in compiled.positiontup or ())
             plan = "\n".join(
@@ -674,3 +676,106 @@ def test_annotator_loop_checks_the_token_like_every_route(client: Any, db: Any, 
     assert client.post(f"/api/v1/projects/{pid}/tasks/next", headers=auth(a)).status_code == 401
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Task)) == 1
+
+
+def _project_with_meta(client: Any, token: str, schema: dict[str, Any], lines: list[dict[str, Any]]) -> int:
+    r = client.post("/api/v1/projects", json={"name": "m", "schema": schema}, headers=auth(token))
+    assert r.status_code == 201, r.text
+    pid = int(r.json()["id"])
+    body = "".join(json.dumps(x) + "\n" for x in lines).encode()
+    r = client.post(
+        f"/api/v1/projects/{pid}/imports", files={"files": ("a.jsonl", io.BytesIO(body))}, headers=auth(token)
+    )
+    assert r.status_code == 201, r.text
+    return pid
+
+
+def test_annotators_never_see_meta_the_schema_does_not_show(client: Any, db: Any, admin_token: str) -> None:
+    """Defect 5: a table's answer column kept in ``meta`` (or any note there) never reaches
+    annotators, on the hot path and the full path (a live lease handed back); only the media
+    measurements of the fields the schema labels are shown."""
+    meta = {"label": "spam", "source_file": "sms.csv", "media": {"text": {"chars": 12}, "other": {"x": 1}}}
+    pid = _project_with_meta(
+        client, admin_token, SCHEMA, [{"data": {"text": "win a prize"}, "external_id": "a", "meta": meta}]
+    )
+    (a,) = annotators(client, db, admin_token, pid, 1)
+    for _ in range(2):  # the new lease (hot path), then the live lease handed back (full path)
+        task = next_task(client, a, pid)
+        assert task is not None
+        assert task["item"]["data"] == {"text": "win a prize"}
+        assert task["item"]["meta"] == {"media": {"text": {"chars": 12}}}
+        assert "spam" not in json.dumps(task)
+
+
+def test_meta_without_shown_fields_is_not_sent(client: Any, db: Any, admin_token: str) -> None:
+    pid = _project_with_meta(
+        client, admin_token, SCHEMA, [{"data": {"text": "hello"}, "meta": {"label": "ham", "note": "x"}}]
+    )
+    (a,) = annotators(client, db, admin_token, pid, 1)
+    task = next_task(client, a, pid)
+    assert task is not None and task["item"]["meta"] is None
+
+
+@pytest.mark.parametrize("key", ["", "k" * 201])
+def test_idempotency_key_length_is_validated_and_documented(
+    client: Any, db: Any, admin_token: str, key: str
+) -> None:
+    pid = project(client, admin_token, 2)
+    (a,) = annotators(client, db, admin_token, pid, 1)
+    task = next_task(client, a, pid)
+    r = submit(client, a, task["id"], **{"Idempotency-Key": key})
+    assert r.status_code == 422, r.text
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Annotation)) == 0
+    spec = client.get("/api/v1/openapi.json").json()
+    (header,) = [
+        p
+        for p in spec["paths"]["/api/v1/tasks/{task_id}/submit"]["post"]["parameters"]
+        if p["in"] == "header"
+    ]
+    schema = header["schema"]
+    options = schema.get("anyOf", [schema])
+    assert any(o.get("minLength") == 1 and o.get("maxLength") == 200 for o in options), header
+
+
+def test_adaptive_overlap_reads_all_skills_in_one_query(client: Any, db: Any, admin_token: str) -> None:
+    """The confidence of an item with several labels needs the skills of all its annotators:
+    one query, not one per annotator."""
+    from sqlalchemy import event
+
+    from labelmill.store.models import AnnotatorSkill, Project
+
+    pid = project(client, admin_token, 1, overlap=3, max_overlap=4, target_confidence=0.99)
+    tokens = annotators(client, db, admin_token, pid, 3)
+    tasks = [next_task(client, t, pid) for t in tokens]
+    with db.session() as s:
+        users = [get_user(s, f"ann{k}") for k in range(3)]
+        for k, user in enumerate(users):
+            s.add(
+                AnnotatorSkill(
+                    project_id=pid,
+                    annotator_id=user.id,
+                    control="label",
+                    skill=0.6 + 0.1 * k,
+                    method="one_coin",
+                )
+            )
+    for token, task in zip(tokens, tasks, strict=True):
+        assert submit(client, token, task["id"]).status_code == 201
+    reads: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "annotator_skills" in statement:
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        with db.session() as s:
+            item_id = s.scalar(select(Item.id).where(Item.project_id == pid))
+            confidence = queue.item_confidence(s, s.get(Project, pid), item_id)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(reads) == 1
+    # three agreeing votes of skills 0.6, 0.7, 0.8 over two classes
+    odds = (0.6 / 0.4) * (0.7 / 0.3) * (0.8 / 0.2)
+    assert confidence == pytest.approx(odds / (1 + odds))

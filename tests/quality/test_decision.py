@@ -169,3 +169,31 @@ def test_incremental_updates_equal_the_batch_posterior(
     batch = item_posterior(labels, priors, skills=skills[: len(labels)])
     assert posterior == pytest.approx(batch, abs=1e-9)
     assert posterior.sum() == pytest.approx(1.0)
+
+
+_control_votes = st.integers(2, 5).flatmap(
+    lambda k: st.tuples(
+        st.lists(st.tuples(st.integers(0, k - 1), st.floats(0.01, 0.99)), max_size=6),
+        st.just(k),
+    )
+)
+
+
+@given(st.lists(_control_votes, max_size=4))
+def test_least_confidence_is_the_weakest_controls_posterior(
+    controls: list[tuple[list[tuple[int, float]], int]],
+) -> None:
+    """The queue's adaptive-overlap confidence: the smallest, over the item's controls, of the
+    largest posterior of the control's votes; 1.0 for a control without votes."""
+    from labelmill.quality.decision import least_confidence
+
+    votes = [([label for label, _ in pairs], [skill for _, skill in pairs], k) for pairs, k in controls]
+    got = least_confidence(votes)
+    each = [
+        float(item_posterior(labels, np.full(k, 1.0 / k), skills=skills).max()) if labels else 1.0
+        for labels, skills, k in votes
+    ]
+    assert got == pytest.approx(min(each, default=1.0))
+    assert least_confidence([*votes, ([], [], 3)]) == pytest.approx(got)  # no votes: no doubt
+    # a largest posterior is never below uniform
+    assert min((1.0 / k for labels, _, k in votes if labels), default=1.0) - 1e-9 <= got <= 1.0

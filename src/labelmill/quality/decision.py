@@ -12,6 +12,7 @@ recomputed from its few labels in microseconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -20,6 +21,7 @@ import numpy.typing as npt
 __all__ = [
     "item_needs_another_label",
     "item_posterior",
+    "least_confidence",
     "min_labels_to_target",
     "needs_another_label",
     "update_posterior",
@@ -237,3 +239,17 @@ def update_posterior(
     skills: Any = None if skill is None else np.float64(skill)
     log_likelihood = _log_likelihoods(np.array([label], dtype=np.intp), len(current), None, confusion, skills)
     return _normalise_log(np.log(np.clip(current / current.sum(), _FLOOR, 1.0)) + log_likelihood[0])
+
+
+def least_confidence(votes: Iterable[tuple[Sequence[int], Sequence[float], int]]) -> float:
+    """Confidence of an item's least certain categorical control: for each control, its labels
+    (class indices), the one-coin skills of the annotators who gave them and its number of
+    classes; the posterior under a uniform prior (:func:`item_posterior`), and the smallest of
+    the controls' largest posteriors. 1.0 when no control has a label (nothing to be unsure of).
+    This is what :func:`item_needs_another_label` compares with ``target_confidence``."""
+    confidence = 1.0
+    for labels, skills, n_classes in votes:
+        if len(labels):
+            posterior = item_posterior(labels, np.full(n_classes, 1.0 / n_classes), skills=skills)
+            confidence = min(confidence, float(posterior.max()))
+    return confidence

@@ -22,7 +22,7 @@ from labelmill.formats.readers import detect_format, read_any
 from labelmill.formats.records import FormatError, ImportRecord
 from labelmill.schema import AnnotationValueError, LabelSchema, check_value
 from labelmill.services.jobs import schedule_job
-from labelmill.services.projects import load_schema
+from labelmill.services.projects import load_schema, settings_of
 from labelmill.services.users import get_or_create_annotator
 from labelmill.store.bulk import ItemRow, insert_items, update_items
 from labelmill.store.engine import Database
@@ -92,7 +92,7 @@ class _Importer:
         self.project = project
         self.schema: LabelSchema = load_schema(project.label_schema)
         self.sources = {c.name: c.source for c in self.schema.controls}
-        self.overlap = int(project.settings.get("overlap", 1))
+        self.overlap = settings_of(project).overlap
         self.on_duplicate = on_duplicate
         self.media = media
         self.media_written: list[str] = []

@@ -83,15 +83,27 @@ def validate_settings(raw: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(f"settings.{field}: {msg}", field=f"settings.{field}") from None
 
 
-def project_settings(project: Project) -> ProjectSettings:
+def settings_of(project: Project) -> ProjectSettings:
     """The project's settings as the typed object (stored settings were validated on write;
-    names added since are filled with their defaults)."""
+    names added since are filled with their defaults). Read every setting through this (or
+    :func:`settings_from_json`), never from the stored dict: the defaults live in
+    :class:`ProjectSettings` alone."""
     return _settings_cached(json.dumps(project.settings or {}, sort_keys=True))
+
+
+#: The former name of :func:`settings_of`.
+project_settings = settings_of
+
+
+def settings_from_json(text: str | None) -> ProjectSettings:
+    """:func:`settings_of` for settings read as their stored JSON text (the queue's hot paths
+    read them so): the text is the cache key, so a cached parse costs no JSON decoding."""
+    return _settings_cached(text or "{}")
 
 
 @functools.lru_cache(maxsize=256)
 def _settings_cached(key: str) -> ProjectSettings:
-    return ProjectSettings.model_validate(json.loads(key))
+    return ProjectSettings.model_validate(json.loads(key) or {})
 
 
 def load_schema(raw: Any) -> LabelSchema:
@@ -220,14 +232,16 @@ def update_project(session: Session, project: Project, changes: dict[str, Any]) 
             _check_schema_change(load_schema(project.label_schema), new_schema)
         project.label_schema = schema_to_json(new_schema)
     if "settings" in changes:
+        current = settings_of(project)
         merged = {**project.settings, **(changes["settings"] or {})}
         new_overlap = merged.get("overlap")
         if "max_overlap" not in (changes["settings"] or {}) and type(new_overlap) is int:
             # Raising overlap above the old ceiling raises the ceiling with it.
-            merged["max_overlap"] = max(new_overlap, project.settings.get("max_overlap") or 1)
-        before = (project.settings.get("overlap"), project.settings.get("max_overlap"))
+            merged["max_overlap"] = max(new_overlap, current.max_overlap or 1)
+        before = (current.overlap, current.max_overlap)
         project.settings = validate_settings(merged)
-        if (project.settings["overlap"], project.settings["max_overlap"]) != before:
+        after = settings_of(project)
+        if (after.overlap, after.max_overlap) != before:
             _recompute_open(session, project)
     session.flush()
     return project
@@ -235,7 +249,7 @@ def update_project(session: Session, project: Project, changes: dict[str, Any]) 
 
 def _recompute_open(session: Session, project: Project) -> None:
     """Re-derive every item's open flag after the project's overlap changed."""
-    overlap = int(project.settings["overlap"])
+    overlap = settings_of(project).overlap
     session.execute(
         update(Item)
         .where(Item.project_id == project.id, ~Item.is_gold)

@@ -48,7 +48,7 @@ def next_review(db: Database, project_id: int, user: User, *, mode: Mode = "draw
         if mode == "drawn":
             stmt = stmt.where(Annotation.status == "pending_review")
         else:
-            target = float(project.settings.get("target_confidence", 0.95))
+            target = project_service.settings_of(project).target_confidence
             low = exists().where(
                 Consensus.item_id == Annotation.item_id,
                 Consensus.confidence < target,

@@ -12,7 +12,7 @@ from sqlalchemy import Integer, case, func, select
 from sqlalchemy.orm import Session
 
 from labelmill.quality.gold import gold_score, is_correct
-from labelmill.services.projects import load_schema
+from labelmill.services.projects import load_schema, settings_of
 from labelmill.store.models import (
     Annotation,
     AnnotatorSkill,
@@ -60,7 +60,7 @@ def eta_estimate(labels_left: int, labels: int, seconds: float) -> dict[str, flo
 
 
 def _progress(session: Session, project: Project) -> dict[str, Any]:
-    overlap = int(project.settings.get("overlap", 1))
+    overlap = settings_of(project).overlap
     needed = labels_needed(overlap)
     done = Item.annotation_count >= needed
     row = session.execute(
@@ -103,7 +103,7 @@ def _progress(session: Session, project: Project) -> dict[str, Any]:
 
 
 def _consensus_summary(session: Session, project: Project) -> dict[str, Any]:
-    target = float(project.settings.get("target_confidence", 0.95))
+    target = settings_of(project).target_confidence
     row = session.execute(
         select(
             func.count(),
