@@ -36,10 +36,7 @@ from labelmill.services.errors import NotFound
 from labelmill.services.queue import pg as queue_pg
 from labelmill.services.queue import sqlite as queue_sqlite
 from labelmill.services.queue.rules import MAX_IDEMPOTENCY_KEY
-from labelmill.store.engine import Database
-from labelmill.store.models import Annotation
-from labelmill.store.pg_async import HotPath
-from labelmill.store.sqlite_hot import SqliteHotPath
+from labelmill.services.types import Annotation, Database, HotPath, SqliteHotPath
 
 router = APIRouter(tags=["tasks"])
 
