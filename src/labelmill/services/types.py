@@ -1,5 +1,6 @@
-"""The stored types routes and other callers of the services name (the event-loop hot paths among them), re-exported so that the API
-layer depends on services only (routes never import :mod:`labelmill.store`)."""
+"""The stored types routes and other callers of the services name (the event-loop hot paths
+among them), re-exported so that the API layer depends on services only
+(routes never import :mod:`labelmill.store`)."""
 
 from __future__ import annotations
 
