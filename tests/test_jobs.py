@@ -222,6 +222,37 @@ def test_one_consensus_refresh_per_project_at_a_time(db: Any) -> None:
     assert again is not None and again.id == second
 
 
+def test_a_polling_worker_lets_a_project_rest_after_a_refresh(db: Any) -> None:
+    """While labels keep arriving, a refresh waits ``rest`` times its last run's duration after
+    it (bench/queue.py --worker: back-to-back refits took the annotators' CPU); other projects,
+    other kinds and refreshes asked for by id never wait."""
+    p, q = _a_project(db, "p"), _a_project(db, "q")
+    now = datetime.now(UTC)
+    last = _queued(db, "consensus", p)
+    _set(
+        db,
+        last,
+        status="done",
+        started_at=now - timedelta(seconds=10),
+        finished_at=now - timedelta(seconds=5),
+    )
+    waiting = job_service.schedule_job(db, "consensus", p)
+    rest = {"consensus": 3.0}
+    assert job_service.resting_projects(db, rest, now=now) == {"consensus": [p]}  # 5 s < 3 x 5 s
+    assert job_service.resting_projects(db, rest, now=now + timedelta(seconds=11)) == {}
+    assert job_service.resting_projects(db, {"consensus": 0.5}, now=now) == {}  # 5 s > 0.5 x 5 s
+    other = job_service.schedule_job(db, "consensus", q)
+    export = _queued(db, "export", p)
+    kinds = ("consensus", "export")
+    claimed = [job_service.claim_job(db, kinds, worker="w", rest=rest) for _ in range(3)]
+    assert [j.id if j else None for j in claimed] == [other, export, None]
+    assert run_pending(db, kinds=("consensus",), paced=True) == 0  # the polling worker leaves it
+    assert _job(db, waiting).status == "queued"
+    assert run_pending(db, kinds=("consensus",)) == 1  # asked for directly (CLI, tests): runs
+    assert _job(db, waiting).status == "done"
+    assert registry.rest_ratios() == {"consensus": 3.0}
+
+
 def test_the_registry_names_every_kind_once() -> None:
     kinds = registry.kinds()
     assert {"consensus", "export", "import"} <= set(kinds)

@@ -161,14 +161,24 @@ def run_job(db: Database, job_id: int) -> bool:
 
 
 def run_pending(
-    db: Database, *, project_id: int | None = None, limit: int | None = None, kinds: tuple[str, ...] = ()
+    db: Database,
+    *,
+    project_id: int | None = None,
+    limit: int | None = None,
+    kinds: tuple[str, ...] = (),
+    paced: bool = False,
 ) -> int:
-    """Run queued jobs in this thread until none is left (or ``limit`` ran); returns how many ran."""
+    """Run queued jobs in this thread until none is left (or ``limit`` ran); returns how many ran.
+    ``paced`` (the polling workers) leaves a kind's job for a project resting after its last run
+    there (:attr:`~labelmill.jobs.registry.JobKind.rest`)."""
     names = kinds or tuple(registry.kinds())
     exclusive = registry.exclusive_kinds()
+    rest = registry.rest_ratios() if paced else {}
     ran = 0
     while limit is None or ran < limit:
-        job = job_service.claim_job(db, names, project_id, worker=worker_name(), exclusive=exclusive)
+        job = job_service.claim_job(
+            db, names, project_id, worker=worker_name(), exclusive=exclusive, rest=rest
+        )
         if job is None:
             return ran
         execute(db, job)
@@ -297,7 +307,7 @@ class LocalExecutor:
                 if self.poll and n == 0 and time.monotonic() >= self._next_reap:
                     self._next_reap = time.monotonic() + HEARTBEAT_SECONDS
                     reap(self.db)
-                if self._run_submitted() or (self.poll and run_pending(self.db, limit=1)):
+                if self._run_submitted() or (self.poll and run_pending(self.db, limit=1, paced=True)):
                     continue
                 with suppress(queue.Empty):
                     job_id = self._submitted.get(timeout=self.poll_seconds)

@@ -107,7 +107,10 @@ def remove_upload(params: dict[str, Any] | None) -> None:
         shutil.rmtree(params["upload"], ignore_errors=True)
 
 
-register(JobKind("consensus", run_consensus, exclusive=True))
+# While labels keep arriving, a refresh that refits the whole project waits three times as long
+# as its last run took (at most a quarter of a worker): without the rest, refreshes ran back
+# to back and took the CPU the annotators' requests needed (bench/queue.py --worker).
+register(JobKind("consensus", run_consensus, exclusive=True, rest=3.0))
 register(JobKind("export", run_export))
 # An import that lost its worker is tried once more: it stores all or nothing, so a second run
 # never doubles it, but a file that kills its worker should not take down a second one as well.

@@ -29,6 +29,12 @@ class JobKind:
     #: Called with the job's params once it can never run again (done, failed, or abandoned by
     #: the reaper), to remove what it left behind (an import's uploaded files).
     cleanup: Callable[[dict[str, Any] | None], None] | None = None
+    #: A polling worker leaves a queued job of this kind for a project resting for ``rest``
+    #: times as long as the kind's last run there took (0: never). A refresh that refits the
+    #: whole project then takes at most 1/(1 + rest) of a worker while labels keep arriving,
+    #: and the requests serving annotators keep the rest of the machine. Jobs asked for by id
+    #: (an export's refresh, a manager's "refresh now") never wait.
+    rest: float = 0.0
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -64,6 +70,12 @@ def max_attempts(name: str) -> int:
 def exclusive_kinds() -> frozenset[str]:
     _load_builtin()
     return frozenset(name for name, kind in _KINDS.items() if kind.exclusive)
+
+
+def rest_ratios() -> dict[str, float]:
+    """The kinds a polling worker paces (see :attr:`JobKind.rest`), with their ratios."""
+    _load_builtin()
+    return {name: kind.rest for name, kind in _KINDS.items() if kind.rest > 0}
 
 
 def _load_builtin() -> None:

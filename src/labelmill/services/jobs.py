@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    and_,
     bindparam,
     exists,
     func,
@@ -290,15 +291,20 @@ def claim_job(
     *,
     worker: str | None = None,
     exclusive: frozenset[str] = frozenset(),
+    rest: Mapping[str, float] | None = None,
 ) -> Job | None:
     """Claim the oldest queued job of ``kinds`` for ``worker``; several workers never take the
     same one (PostgreSQL: ``FOR UPDATE SKIP LOCKED``; SQLite: one writer at a time). A job of an
     ``exclusive`` kind waits while one of its kind runs for its project (one consensus refresh
-    per project at a time)."""
+    per project at a time). A kind in ``rest`` (kind -> ratio) waits, per project, until ratio
+    times its last run's duration has passed since that run finished."""
     if not _any_queued(db, kinds, project_id):
         return None  # the common idle case costs a read, not SQLite's write lock
+    resting = resting_projects(db, {k: r for k, r in (rest or {}).items() if k in kinds}, project_id)
     with db.session(immediate=True) as session:
         stmt = select(Job).where(Job.status == "queued", Job.kind.in_(kinds)).order_by(Job.id).limit(1)
+        for kind, projects in resting.items():
+            stmt = stmt.where(~and_(Job.kind == kind, Job.project_id.in_(projects)))
         if exclusive:
             stmt = stmt.where(
                 or_(Job.kind.not_in(tuple(exclusive)), ~_running_exclusive(Job.kind, Job.project_id))
@@ -311,6 +317,41 @@ def claim_job(
         if job is None or not _claim(session, db, job, worker or worker_name(), exclusive):
             return None
         return job
+
+
+def resting_projects(
+    db: Database, rest: Mapping[str, float], project_id: int | None = None, *, now: datetime | None = None
+) -> dict[str, list[int]]:
+    """Per kind in ``rest``, the projects with a queued job of that kind whose last finished
+    run of it ended less than ``ratio x`` its duration ago (read only when such jobs are queued:
+    a handful of projects, one indexed lookup each)."""
+    if not rest:
+        return {}
+    now = now or datetime.now(UTC)
+    found: dict[str, list[int]] = {}
+    with db.session() as session:
+        for kind, ratio in rest.items():
+            waiting = select(Job.project_id).where(Job.status == "queued", Job.kind == kind)
+            if project_id is not None:
+                waiting = waiting.where(Job.project_id == project_id)
+            for pid in session.scalars(waiting.distinct()):
+                if pid is None:
+                    continue
+                last = session.execute(
+                    select(Job.started_at, Job.finished_at)
+                    .where(
+                        Job.project_id == pid,
+                        Job.kind == kind,
+                        Job.status.in_(("done", "failed")),
+                        Job.started_at.is_not(None),
+                        Job.finished_at.is_not(None),
+                    )
+                    .order_by(Job.id.desc())
+                    .limit(1)
+                ).first()
+                if last is not None and now < last.finished_at + ratio * (last.finished_at - last.started_at):
+                    found.setdefault(kind, []).append(int(pid))
+    return found
 
 
 def claim_job_by_id(
