@@ -23,7 +23,8 @@ METHODS: dict[str, type[LabelAggregator]] = {
 }
 
 #: The most accurate general method: highest mean accuracy over the eight public crowd datasets
-#: in bench/quality.py (DS with smoothing 0.847, crowd-kit's best 0.846), and it is fast.
+#: in bench/quality.py (DS with its smoothing chosen from the data by held-out likelihood: 0.8465,
+#: crowd-kit's best 0.8464, and ahead of plain DS when many annotators answer at random), and fast.
 DEFAULT_METHOD = "ds"
 
 
