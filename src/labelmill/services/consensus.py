@@ -247,13 +247,14 @@ def _per_item(
 
 def aggregate_project(
     schema: LabelSchema,
-    settings: Mapping[str, Any],
     labels: Mapping[int, ItemLabels],
     gold: Mapping[int, dict[str, Any]],
     media: Mapping[int, Mapping[str, Any]],
+    *,
+    method: str = aggregation.DEFAULT_METHOD,
 ) -> dict[str, ControlResult]:
-    """Consensus of every control of ``schema`` over ``labels`` (pure: no database)."""
-    method = str(settings.get("aggregation") or aggregation.DEFAULT_METHOD)
+    """Consensus of every control of ``schema`` over ``labels`` (pure: no database); ``method``
+    aggregates the categorical controls (``choices``, ``pairwise``)."""
     results: dict[str, ControlResult] = {}
     for control in schema.controls:
         ctype, name = control.type, control.name
@@ -338,7 +339,7 @@ def _pause_spammers(session: Session, project: Project, flags: Mapping[int, tupl
 def refresh_consensus(db: Database, project_id: int) -> RefreshResult:
     project, labels, gold, media = _load(db, project_id)
     schema = load_schema(project.label_schema)
-    results = aggregate_project(schema, project.settings, labels, gold, media)
+    results = aggregate_project(schema, labels, gold, media)
     settings = project_settings(project)
     spam_config = SpammerConfig.from_spam_threshold(settings.spam_threshold)
     flags = _spam_flags(schema, labels, results, gold, spam_config) if settings.spam_detection else {}
