@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labelmill.api.limits import JSON_MAX_BYTES, nonfinite_field
+from labelmill.formats.exporting import EXPORTERS
 from tests.conftest import auth, make_user
 
 SCHEMA = {
@@ -551,6 +552,13 @@ def test_openapi_is_as_strict_as_the_validation(client: Any, db: Any) -> None:
     assert r.status_code == 422 and r.json()["field"] == "name"
     r = client.post(f"/api/v1/projects/{pid}/exports", json={"format": ""}, headers=auth(admin))
     assert r.status_code == 422 and r.json()["field"] == "format"
+    # the download's format: the document lists exactly the formats the server takes
+    download = doc["paths"]["/api/v1/projects/{project_id}/export"]["get"]["parameters"]
+    fmt = next(p for p in download if p["name"] == "format")["schema"]
+    assert fmt["enum"] == list(EXPORTERS) and fmt["minLength"] == 1
+    for bad in ("", "pdf"):
+        r = client.get(f"/api/v1/projects/{pid}/export", params={"format": bad}, headers=auth(admin))
+        assert r.status_code == 422 and r.json()["field"] in ("format", "query.format"), r.text
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,12 @@ async def export(
     db: DbDep,
     media: MediaDep,
     executor: ExecutorDep,
-    format: str = Query("jsonl", description="Export format: " + ", ".join(EXPORTERS)),
+    format: str = Query(
+        "jsonl",
+        min_length=1,
+        description="Export format: " + ", ".join(EXPORTERS),
+        json_schema_extra={"enum": list(EXPORTERS)},
+    ),
     labels: Literal["consensus", "annotations"] | None = Query(
         None,
         description="consensus: one label per item; annotations: every label. Default: consensus "
