@@ -28,7 +28,7 @@ from fastapi import FastAPI, Header
 
 from labelmill.api.deps import CredentialsDep
 from labelmill.api.errors import install_error_handlers
-from labelmill.api.limits import BodyLimitMiddleware
+from labelmill.api.limits import RequestGuardMiddleware
 from labelmill.api.models import MyAnnotationOut, NextTaskOut, SubmitIn, TaskItemOut, TaskOut
 from labelmill.api.routes.tasks import json_response
 
@@ -41,7 +41,7 @@ def build() -> FastAPI:
     the answer built from the same models and serialised the same way."""
     app = FastAPI(title="queue-echo")
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=16 * 1024 * 1024, max_upload_bytes=1 << 30)
+    app.add_middleware(RequestGuardMiddleware, max_upload_bytes=1 << 30)
 
     @app.get("/api/v1/health")
     async def health() -> dict[str, str]:
@@ -69,7 +69,7 @@ def build() -> FastAPI:
         task_id: int,
         body: SubmitIn,
         creds: CredentialsDep,
-        idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=200),
+        idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200),
     ) -> Any:
         now = datetime.now(UTC)
         annotation = MyAnnotationOut(
