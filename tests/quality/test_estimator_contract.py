@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from labelmill.quality._codes import LabelAggregator, encode
+from labelmill.quality.bwa import BWA
 from labelmill.quality.dawid_skene import DawidSkene
 from labelmill.quality.glad import GLAD
 from labelmill.quality.mace import MACE
@@ -30,6 +31,7 @@ FACTORIES: dict[str, Callable[[], LabelAggregator]] = {
     "mace": lambda: MACE(n_restarts=2),
     "mace-em": lambda: MACE(method="em", n_restarts=2),
     "mace-crowdkit-init": lambda: MACE(init="crowdkit", n_restarts=1, n_iter=10, tol=-1.0),
+    "bwa": BWA,
 }
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=list(FACTORIES))
 
