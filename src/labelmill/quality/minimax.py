@@ -245,6 +245,13 @@ class _MinimaxModel:
         self.by_worker = sp.csr_matrix((ones, (coded.worker_idx, rows)), shape=(coded.n_workers, n))
         self.by_item = sp.csr_matrix((ones, (coded.item_idx, rows)), shape=(coded.n_items, n))
         self.rows = rows
+        # (entity * K + answer, label) incidence: sums of posteriors by entity and answer.
+        self.by_answer = tuple(
+            sp.csr_matrix(
+                (ones, (index * coded.n_classes + coded.label_idx, rows)), shape=(size * coded.n_classes, n)
+            )
+            for index, size in ((coded.worker_idx, coded.n_workers), (coded.item_idx, coded.n_items))
+        )
         self.identity = bool(
             basis.shape[0] == basis.shape[1] and np.array_equal(basis, np.eye(basis.shape[0]))
         )
@@ -341,11 +348,10 @@ class _MinimaxModel:
         weights = probas[coded.item_idx]
         probs, log_answer = self._log_likelihoods(params)
         for side in (0, 1):
-            by_entity = (self.by_worker, self.by_item)[side]
             lam = (self.lambda_worker, self.lambda_item)[side]
             entity_idx = (coded.worker_idx, coded.item_idx)[side]
             own = self.split(params)[side]
-            step = self._newton_direction(by_entity, lam, own, probs, weights)
+            step = self._newton_direction(side, lam, own, probs, weights)
             before = self._entity_objective(entity_idx, lam, own, log_answer, weights)
             for halving in range(MAX_HALVINGS + 1):
                 trial = self._with_side(params, side, own + step)
@@ -375,20 +381,24 @@ class _MinimaxModel:
         return np.asarray(data - 0.5 * lam * np.einsum("eb,eb->e", own, own))
 
     def _newton_direction(
-        self, by_entity: sp.csr_matrix, lam: float, own: FloatArray, probs: FloatArray, weights: FloatArray
+        self, side: int, lam: float, own: FloatArray, probs: FloatArray, weights: FloatArray
     ) -> FloatArray:
-        """(entities, n_basis) Newton step of the entities' objectives (the other side held fixed)."""
+        """(entities, n_basis) Newton step of one side's objectives (0: workers, 1: items; the
+        other side held fixed)."""
         coded = self.coded
+        by_entity = (self.by_worker, self.by_item)[side]
         k = coded.n_classes
+        n_entities = by_entity.shape[0]
         weighted = probs * weights  # (K answers, n, K classes): p_c P(l | c)
-        # Gradient [e, c, l]: sum p_c ([l == answer] - P(l | c)).
-        said = np.zeros((k, coded.n_labels, k))
-        said[coded.label_idx, np.arange(coded.n_labels), :] = weights
-        grad = np.stack([np.asarray(by_entity @ (said[a] - weighted[a])) for a in range(k)], axis=2)
+        expected = np.stack([np.asarray(by_entity @ weighted[a]) for a in range(k)], axis=2)  # [e, c, l]
+        # Gradient [e, c, l]: sum p_c ([l == answer] - P(l | c)); the first sum is one sparse
+        # product of the (entity, answer) incidence matrix with the posteriors.
+        said = np.asarray(self.by_answer[side] @ weights).reshape(n_entities, k, k)
+        grad = said.transpose(0, 2, 1) - expected
         # Curvature [e, c, l, m]: sum p_c (delta_lm P_l - P_l P_m), one sparse product per pair.
-        hess = np.zeros((grad.shape[0], k, k, k))
+        hess = np.zeros((n_entities, k, k, k))
         for a in range(k):
-            hess[:, :, a, a] += np.asarray(by_entity @ weighted[a])
+            hess[:, :, a, a] += expected[:, :, a]
             for b in range(a, k):
                 outer = np.asarray(by_entity @ (weighted[a] * probs[b]))
                 hess[:, :, a, b] -= outer
