@@ -120,14 +120,16 @@ class MinimaxEntropy(LabelAggregator):
         path: list[float] = []
         n_done = 0
         if model.n_params:
+            state: tuple[FloatArray, FloatArray] | None = None
             for _ in range(self.n_iter):
                 n_done += 1
                 if self.m_step == "lbfgs":
                     params = model.lbfgs_m_step(params, probas, self.m_step_max_iter, self.m_step_tol)
+                    state = None
                 else:
-                    params = model.newton_m_step(params, probas)
+                    params, state = model.newton_m_step(params, probas, state)
                 previous = probas
-                probas, objective = model.e_step(params, gold_idx)
+                probas, objective = model.e_step(params, gold_idx, None if state is None else state[1])
                 path.append(objective)
                 if np.abs(probas - previous).max() < self.tol:
                     break
@@ -335,18 +337,22 @@ class _MinimaxModel:
         )
         return np.asarray(result.x) if result.fun <= start else params
 
-    def newton_m_step(self, params: FloatArray, probas: FloatArray) -> FloatArray:
+    def newton_m_step(
+        self, params: FloatArray, probas: FloatArray, state: tuple[FloatArray, FloatArray] | None = None
+    ) -> tuple[FloatArray, tuple[FloatArray, FloatArray]]:
         """One Newton step on every worker's parameters, then one on every item's.
 
         Given the posteriors and the other side, each worker's (item's) objective is concave and
         its own, with a Hessian that is block diagonal over true classes: sum over its labels of
         p_c (diag(P) - P P^T) for the answer distribution P, plus lambda. So a step is a batch of
         small solves. An entity whose objective would drop halves its step (up to MAX_HALVINGS
-        times, then keeps its parameters), so the objective never decreases.
+        times, then keeps its parameters), so the objective never decreases. `state` is
+        `_log_likelihoods(params)` when the caller has it; the one at the new parameters is
+        returned with them.
         """
         coded = self.coded
         weights = probas[coded.item_idx]
-        probs, log_answer = self._log_likelihoods(params)
+        probs, log_answer = self._log_likelihoods(params) if state is None else state
         for side in (0, 1):
             lam = (self.lambda_worker, self.lambda_item)[side]
             entity_idx = (coded.worker_idx, coded.item_idx)[side]
@@ -362,7 +368,7 @@ class _MinimaxModel:
                     break
                 step[worse] *= 0.5 if halving < MAX_HALVINGS - 1 else 0.0
             params, probs, log_answer = trial, trial_probs, trial_log_answer
-        return params
+        return params, (probs, log_answer)
 
     def _with_side(self, params: FloatArray, side: int, values: FloatArray) -> FloatArray:
         n_worker_params = self.coded.n_workers * self.n_basis
@@ -416,9 +422,13 @@ class _MinimaxModel:
         system = np.einsum("cla,eclb->eab", basis, half) + lam * np.eye(self.n_basis)
         return np.asarray(np.linalg.solve(system, rhs[..., None])[..., 0])
 
-    def e_step(self, params: FloatArray, gold_idx: IntArray) -> tuple[FloatArray, float]:
-        """Posteriors (uniform class priors) and the penalised log-likelihood per label."""
-        _, log_answer = self._log_likelihoods(params)
+    def e_step(
+        self, params: FloatArray, gold_idx: IntArray, log_answer: FloatArray | None = None
+    ) -> tuple[FloatArray, float]:
+        """Posteriors (uniform class priors) and the penalised log-likelihood per label
+        (`log_answer`: the per-label log-likelihoods at `params`, when the caller has them)."""
+        if log_answer is None:
+            _, log_answer = self._log_likelihoods(params)
         log_post = np.asarray(self.by_item @ log_answer) - np.log(self.coded.n_classes)
         probas, log_evidence = softmax_rows(log_post)
         known = gold_idx >= 0
