@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 
 from labelmill.quality._codes import LabelAggregator, encode
+from labelmill.quality.bwa import BWA
 from labelmill.quality.dawid_skene import DawidSkene
 from labelmill.quality.glad import GLAD
 from labelmill.quality.mace import MACE
 from labelmill.quality.majority import MajorityVote
 from labelmill.quality.methods import DEFAULT_METHOD, METHODS, make_aggregator
+from labelmill.quality.minimax import MinimaxEntropy, OrdinalMinimaxEntropy
 from labelmill.quality.one_coin import OneCoinDawidSkene
 from labelmill.quality.wawa import Wawa
 
@@ -30,6 +32,11 @@ FACTORIES: dict[str, Callable[[], LabelAggregator]] = {
     "mace": lambda: MACE(n_restarts=2),
     "mace-em": lambda: MACE(method="em", n_restarts=2),
     "mace-crowdkit-init": lambda: MACE(init="crowdkit", n_restarts=1, n_iter=10, tol=-1.0),
+    "bwa": BWA,
+    "mmce": MinimaxEntropy,
+    "mmce-lbfgs": lambda: MinimaxEntropy(m_step="lbfgs", n_iter=5),
+    "mmce-ds-init": lambda: MinimaxEntropy(init="ds"),
+    "mmce-ordinal": OrdinalMinimaxEntropy,
 }
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=list(FACTORIES))
 
@@ -193,6 +200,9 @@ def test_methods_registry() -> None:
         (GLAD(m_step="bfgs"), "m_step must be"),  # type: ignore[arg-type]
         (MACE(method="gibbs"), "method must be"),  # type: ignore[arg-type]
         (GLAD(class_priors=[1.0]), "class_priors"),
+        (MinimaxEntropy(init="random"), "init must be"),  # type: ignore[arg-type]
+        (MinimaxEntropy(m_step="cg"), "m_step must be"),  # type: ignore[arg-type]
+        (OrdinalMinimaxEntropy(lambda_worker=0.0), "lambda_worker and lambda_item must be > 0"),
     ],
 )
 def test_bad_parameters_fail_in_fit(model: Any, message: str) -> None:
