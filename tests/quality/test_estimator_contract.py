@@ -12,6 +12,7 @@ import pytest
 from labelmill.quality._codes import LabelAggregator, encode
 from labelmill.quality.dawid_skene import DawidSkene
 from labelmill.quality.glad import GLAD
+from labelmill.quality.ibcc import IBCC
 from labelmill.quality.mace import MACE
 from labelmill.quality.majority import MajorityVote
 from labelmill.quality.methods import DEFAULT_METHOD, METHODS, make_aggregator
@@ -30,6 +31,8 @@ FACTORIES: dict[str, Callable[[], LabelAggregator]] = {
     "mace": lambda: MACE(n_restarts=2),
     "mace-em": lambda: MACE(method="em", n_restarts=2),
     "mace-crowdkit-init": lambda: MACE(init="crowdkit", n_restarts=1, n_iter=10, tol=-1.0),
+    "ibcc": IBCC,
+    "ibcc-empirical": lambda: IBCC(class_prior="empirical"),
 }
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=list(FACTORIES))
 
