@@ -11,6 +11,7 @@ import pytest
 
 from labelmill.quality._codes import LabelAggregator, encode
 from labelmill.quality.dawid_skene import DawidSkene
+from labelmill.quality.ebcc import EBCC
 from labelmill.quality.glad import GLAD
 from labelmill.quality.ibcc import IBCC
 from labelmill.quality.mace import MACE
@@ -33,6 +34,8 @@ FACTORIES: dict[str, Callable[[], LabelAggregator]] = {
     "mace-crowdkit-init": lambda: MACE(init="crowdkit", n_restarts=1, n_iter=10, tol=-1.0),
     "ibcc": IBCC,
     "ibcc-empirical": lambda: IBCC(class_prior="empirical"),
+    "ebcc": EBCC,
+    "ebcc-flat-prior": lambda: EBCC(class_prior=1.0, n_subtypes=3, n_restarts=2, random_state=1),
 }
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=list(FACTORIES))
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, entr, gammaln
 
 from labelmill.quality._codes import (
     CodedLabels,
@@ -174,5 +174,4 @@ def log_beta(params: FloatArray) -> FloatArray:
 
 def entropy(probas: FloatArray) -> float:
     """Total entropy of the rows of `probas` (0 log 0 = 0)."""
-    positive = probas > 0
-    return -float(np.sum(probas[positive] * np.log(probas[positive])))
+    return float(entr(probas).sum())

@@ -1,0 +1,135 @@
+"""EBCC: IBCC with latent subtypes; restarts keep the best ELBO, correlated workers are modelled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelmill.quality.ebcc import EBCC
+from labelmill.quality.ibcc import IBCC
+
+
+def simulated(
+    n_items: int = 150, n_workers: int = 8, n_classes: int = 3, per_item: int = 4, seed: int = 0
+) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    skill = rng.uniform(0.4, 0.95, n_workers)
+    truth = rng.integers(0, n_classes, n_items)
+    item = np.repeat(np.arange(n_items), per_item)
+    worker = np.concatenate([rng.choice(n_workers, per_item, replace=False) for _ in range(n_items)])
+    right = rng.random(item.size) < skill[worker]
+    wrong = (truth[item] + rng.integers(1, max(n_classes, 2), item.size)) % n_classes
+    return pd.DataFrame({"item": item, "worker": worker, "label": np.where(right, truth[item], wrong)}), truth
+
+
+def correlated(seed: int, n_items: int = 600) -> tuple[pd.DataFrame, np.ndarray]:
+    """Four workers who fail together on a hidden kind of item, five independent mediocre ones.
+
+    A third of the class-0 items are traps on which each clique worker answers 1 with probability
+    0.8; elsewhere the clique is right 85 % of the time. The independent workers are right 70 % of
+    the time. An independent-worker model (IBCC) takes the clique's agreement on traps for
+    evidence; a subtype of class 0 explains it.
+    """
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 2, n_items)
+    trap = (truth == 0) & (rng.random(n_items) < 1 / 3)
+    rows = []
+    for i in range(n_items):
+        for w in range(4):
+            draw = rng.random()
+            label = int(draw < 0.8) if trap[i] else (truth[i] if draw < 0.85 else 1 - truth[i])
+            rows.append((i, f"clique{w}", int(label)))
+        for w in range(5):
+            rows.append((i, f"solo{w}", int(truth[i] if rng.random() < 0.7 else 1 - truth[i])))
+    return pd.DataFrame(rows, columns=["item", "worker", "label"]), truth
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 10_000), st.integers(2, 4), st.integers(1, 4), st.booleans())
+def test_elbo_never_decreases(seed: int, n_classes: int, n_subtypes: int, with_gold: bool) -> None:
+    data, truth = simulated(n_items=50, n_classes=n_classes, seed=seed)
+    gold = {i: int(truth[i]) for i in range(0, 50, 6)} if with_gold else None
+    model = EBCC(n_subtypes=n_subtypes, n_restarts=2, n_iter=40, tol=0.0, random_state=seed)
+    model.fit(data, gold=gold)
+    history = np.array(model.elbo_history_)
+    assert len(history) == model.n_iter_ + 1
+    assert np.all(np.diff(history) >= -1e-9 * np.abs(history[1:]))
+    if gold:
+        rows = np.searchsorted(model.items_, list(gold))
+        np.testing.assert_array_equal(model.probas_[rows].argmax(axis=1), list(gold.values()))
+        np.testing.assert_array_equal(model.probas_[rows].max(axis=1), 1.0)
+
+
+def test_one_subtype_with_a_flat_subtype_prior_is_ibcc() -> None:
+    """With one subtype per class, pi is a point mass and EBCC is IBCC, round by round."""
+    data, _ = simulated(seed=1)
+    ebcc = EBCC(n_subtypes=1, n_restarts=1, class_prior=1.0, n_iter=30, tol=0.0).fit(data)
+    ibcc = IBCC(class_prior=1.0, n_iter=30, tol=0.0).fit(data)
+    np.testing.assert_allclose(ebcc.probas_, ibcc.probas_, atol=1e-10)
+    # The ELBOs differ by the (constant) KL of the one-point subtype distribution: zero.
+    np.testing.assert_allclose(ebcc.elbo_history_, ibcc.elbo_history_, rtol=1e-10)
+    np.testing.assert_allclose(ebcc.confusions_[:, :, 0, :], ibcc.confusions_, atol=1e-12)
+
+
+def test_keeps_the_restart_with_the_best_elbo() -> None:
+    data, _ = simulated(seed=2, n_classes=2)
+    model = EBCC(n_restarts=6, random_state=3).fit(data)
+    assert model.restart_elbos_.shape == (6,)
+    assert model.best_restart_ == int(np.argmax(model.restart_elbos_))
+    assert model.elbo_ == model.restart_elbos_.max()
+    # Each restart alone reproduces its own ELBO: restart k of a run is a run's k-th draw.
+    single = EBCC(n_restarts=1, random_state=3).fit(data)
+    assert single.elbo_ == model.restart_elbos_[0]
+    assert EBCC(n_restarts=6, random_state=3).fit(data).elbo_ >= single.elbo_
+
+
+def test_deterministic_with_random_state_and_varies_without() -> None:
+    data, _ = simulated(seed=4)
+    first, again = EBCC(random_state=11).fit(data), EBCC(random_state=11).fit(data)
+    np.testing.assert_array_equal(first.probas_, again.probas_)
+    np.testing.assert_array_equal(first.restart_elbos_, again.restart_elbos_)
+    other = EBCC(random_state=12).fit(data)
+    assert not np.array_equal(first.restart_elbos_, other.restart_elbos_)
+
+
+def test_recovers_the_truth_from_strong_workers() -> None:
+    rng = np.random.default_rng(5)
+    truth = rng.integers(0, 4, 300)
+    rows = [
+        (i, w, int(t) if rng.random() < 0.85 else int((t + 1) % 4))
+        for i, t in enumerate(truth)
+        for w in range(5)
+    ]
+    model = EBCC().fit(rows)
+    assert np.mean(model.labels_ == truth) >= 0.97
+    assert np.all(model.skills_ > 0.7)
+
+
+def test_correlated_workers_ebcc_beats_ibcc() -> None:
+    gains = []
+    for seed in range(3):
+        data, truth = correlated(seed)
+        ibcc_accuracy = np.mean(IBCC().fit(data).labels_ == truth)
+        ebcc_accuracy = np.mean(EBCC(random_state=seed).fit(data).labels_ == truth)
+        assert ebcc_accuracy >= ibcc_accuracy
+        gains.append(ebcc_accuracy - ibcc_accuracy)
+    assert np.mean(gains) >= 0.02
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_subtypes": 0}, "n_subtypes must be"),
+        ({"n_restarts": 0}, "n_restarts must be"),
+        ({"subtype_prior": 0.0}, "subtype_prior must be"),
+        ({"class_prior": "flat"}, "class_prior must be"),
+        ({"diagonal_prior": -1.0}, "diagonal_prior and off_diagonal_prior must be > 0"),
+    ],
+)
+def test_bad_parameters_fail_in_fit(params: dict[str, object], message: str) -> None:
+    data, _ = simulated(n_items=10)
+    with pytest.raises(ValueError, match=message):
+        EBCC(**params).fit(data)  # type: ignore[arg-type]
