@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import digamma, gammaln
 
 from labelmill.quality._codes import (
     CodedLabels,
@@ -15,17 +16,17 @@ from labelmill.quality._codes import (
     clamp_gold,
     column_sum,
     normalize_rows,
-    softmax_rows,
     vote_counts,
 )
 from labelmill.quality.dawid_skene import label_matrix
 from labelmill.quality.ibcc import (
     ClassPrior,
+    GoldMask,
+    answer_counts,
     class_prior_vector,
     confusion_prior,
     dirichlet_log_mean,
     entropy,
-    expected_counts,
     log_beta,
 )
 
@@ -115,14 +116,18 @@ class EBCC(LabelAggregator):
         fits: list[_Fit] = []
         for _ in range(self.n_restarts):
             share = rng.dirichlet(np.ones(self.n_subtypes), size=start.shape)
-            fits.append(model.fit(start[:, :, None] * share, self.n_iter, self.tol))
+            joint = (start[:, :, None] * share).reshape(start.shape[0], -1)
+            fits.append(model.fit(joint, self.n_iter, self.tol))
         elbos = np.array([fit.history[-1] for fit in fits])
         best = int(np.argmax(elbos))
         fit = fits[best]
-        self.probas_ = clamp_gold(fit.joint.sum(axis=2), gold_idx)  # sums of subtypes: exact one-hots
+        n_items, n_classes, n_subtypes = start.shape[0], coded.n_classes, self.n_subtypes
+        # Sums of subtypes: clamped so gold rows are exact one-hots.
+        self.probas_ = clamp_gold(fit.joint.reshape(n_items, n_classes, n_subtypes).sum(axis=2), gold_idx)
         self.priors_ = fit.nu / fit.nu.sum()
         self.subtype_weights_ = fit.eta / fit.eta.sum(axis=1, keepdims=True)
-        self.confusions_ = fit.mu / fit.mu.sum(axis=3, keepdims=True)
+        mu = fit.mu.reshape(coded.n_workers, n_classes, n_classes, n_subtypes).transpose(0, 2, 3, 1)
+        self.confusions_ = mu / mu.sum(axis=3, keepdims=True)
         # P(right | class k) = sum_m pi_km V_kmk, averaged over the classes.
         diagonal = np.einsum("wkmk->wkm", self.confusions_)
         self.skills_ = np.einsum("k,km,wkm->w", self.priors_, self.subtype_weights_, diagonal)
@@ -135,10 +140,10 @@ class EBCC(LabelAggregator):
 
 @dataclass(frozen=True)
 class _Fit:
-    joint: FloatArray  # r[i, k, m]
-    nu: FloatArray
-    eta: FloatArray
-    mu: FloatArray
+    joint: FloatArray  # r[i, s], state s = class * n_subtypes + subtype
+    nu: FloatArray  # (K,)
+    eta: FloatArray  # (K, M)
+    mu: FloatArray  # [w, l, s]
     history: list[float]
     n_iter: int
 
@@ -160,7 +165,8 @@ class _EbccModel:
         self.n_classes = coded.n_classes
         self.n_subtypes = n_subtypes
         self.alpha = alpha
-        self.beta = beta
+        # beta[k, l] laid out as [l, s] for the states s of class k.
+        self.beta_by_answer = np.ascontiguousarray(np.repeat(beta.T, n_subtypes, axis=1))
         self.eta0 = np.full(n_subtypes, subtype_prior / n_subtypes)
         self.by_item: sp.csr_matrix = label_matrix(coded)
         self.by_worker_label: sp.csr_matrix = self.by_item.T.tocsr()
@@ -169,40 +175,32 @@ class _EbccModel:
             + self.n_classes * float(log_beta(self.eta0))
             + self.n_workers * n_subtypes * float(log_beta(beta).sum())
         )
-        # Gold items may only take subtypes of their class.
-        known = np.flatnonzero(gold_idx >= 0)
-        self.gold_rows = known
-        self.gold_block = np.ones((known.size, self.n_classes, n_subtypes), dtype=bool)
-        self.gold_block[np.arange(known.size), gold_idx[known]] = False
+        self.gold = GoldMask(gold_idx, self.n_classes, n_subtypes)
 
     def fit(self, joint: FloatArray, n_iter: int, tol: float) -> _Fit:
-        n_items = joint.shape[0]
+        """Coordinate ascent from the state posteriors `joint` (n_items, K * M)."""
         n_classes, n_subtypes, n_workers = self.n_classes, self.n_subtypes, self.n_workers
+        held = entropy(joint)
         history: list[float] = []
         n_done = 0
         while True:
-            nu = self.alpha + column_sum(joint.sum(axis=2))
-            eta = self.eta0 + joint.sum(axis=0)
-            counts = expected_counts(self.by_worker_label, joint.reshape(n_items, -1), n_workers)
-            mu = counts.reshape(n_workers, n_classes, n_subtypes, n_classes) + self.beta[None, :, None, :]
+            eta = self.eta0 + column_sum(joint).reshape(n_classes, n_subtypes)
+            nu = self.alpha + eta.sum(axis=1) - self.eta0.sum()
+            mu = answer_counts(self.by_worker_label, joint, n_workers) + self.beta_by_answer
+            total = mu.sum(axis=1, keepdims=True)
             elbo = (
                 float(log_beta(nu))
                 + float(log_beta(eta).sum())
-                + float(log_beta(mu).sum())
+                + float(gammaln(mu).sum() - gammaln(total).sum())
                 - self.prior_norm
-                + entropy(joint)
+                + held
             )
             history.append(elbo)
             if n_done >= n_iter or (len(history) > 1 and history[-1] - history[-2] < tol * self.n_labels):
                 return _Fit(joint, nu, eta, mu, history, n_done)
             n_done += 1
             log_prior = dirichlet_log_mean(nu)[:, None] + dirichlet_log_mean(eta)  # (K, M)
-            # (W, K, M, L) -> (W * L, K * M): one sparse product gives every item's log-likelihood.
-            log_table = dirichlet_log_mean(mu).transpose(0, 3, 1, 2).reshape(n_workers * n_classes, -1)
+            # [w, l, s] -> (W * L, S): one sparse product gives every item's log-likelihood per state.
+            log_table = (digamma(mu) - digamma(total)).reshape(n_workers * n_classes, -1)
             log_joint = np.asarray(self.by_item @ log_table) + log_prior.reshape(-1)
-            if self.gold_rows.size:
-                block = log_joint[self.gold_rows]
-                block[self.gold_block.reshape(self.gold_rows.size, -1)] = -np.inf
-                log_joint[self.gold_rows] = block
-            flat, _ = softmax_rows(log_joint)
-            joint = flat.reshape(n_items, n_classes, n_subtypes)
+            joint, held = self.gold.posterior(log_joint)

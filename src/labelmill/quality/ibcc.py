@@ -96,28 +96,30 @@ class IBCC(LabelAggregator):
         by_worker_label = by_item.T.tocsr()
         n_workers, n_classes = coded.n_workers, coded.n_classes
         prior_norm = float(log_beta(alpha)) + n_workers * float(log_beta(beta).sum())
+        beta_by_answer = np.ascontiguousarray(beta.T)  # [l, c]: the confusions are kept as [w, l, c]
+        gold = GoldMask(gold_idx, n_classes, 1)
 
-        probas = start
+        probas, held = start, entropy(start)
         history: list[float] = []
         n_done = 0
         while True:
             nu = alpha + column_sum(probas)
-            mu = beta[None] + expected_counts(by_worker_label, probas, n_workers)
-            elbo = float(log_beta(nu)) + float(log_beta(mu).sum()) - prior_norm + entropy(probas)
+            mu = answer_counts(by_worker_label, probas, n_workers) + beta_by_answer
+            total = mu.sum(axis=1, keepdims=True)
+            elbo = float(log_beta(nu)) + float(gammaln(mu).sum() - gammaln(total).sum()) - prior_norm + held
             history.append(elbo)
             if n_done >= self.n_iter or (
                 len(history) > 1 and history[-1] - history[-2] < self.tol * coded.n_labels
             ):
                 break
             n_done += 1
-            log_tau = dirichlet_log_mean(nu)
-            log_table = dirichlet_log_mean(mu).transpose(0, 2, 1).reshape(n_workers * n_classes, n_classes)
-            probas, _ = softmax_rows(np.asarray(by_item @ log_table) + log_tau)
-            clamp_gold(probas, gold_idx)
+            log_table = (digamma(mu) - digamma(total)).reshape(n_workers * n_classes, n_classes)
+            log_joint = np.asarray(by_item @ log_table) + dirichlet_log_mean(nu)
+            probas, held = gold.posterior(log_joint)
 
         self.probas_ = probas
-        self.confusion_counts_ = mu
-        self.confusions_ = mu / mu.sum(axis=2, keepdims=True)
+        self.confusion_counts_ = np.ascontiguousarray(mu.transpose(0, 2, 1))
+        self.confusions_ = self.confusion_counts_ / self.confusion_counts_.sum(axis=2, keepdims=True)
         self.priors_ = nu / nu.sum()
         self.skills_ = np.einsum("c,wcc->w", self.priors_, self.confusions_)
         self.elbo_ = history[-1]
@@ -155,11 +157,39 @@ def class_prior_vector(class_prior: ClassPrior, start: FloatArray) -> FloatArray
     return alpha
 
 
-def expected_counts(by_worker_label: sp.csr_matrix, probas: FloatArray, n_workers: int) -> FloatArray:
-    """counts[w, ..., l]: expected times worker w answered l, per latent state (the columns of `probas`)."""
-    n_states = probas.shape[1]
-    counts = np.asarray(by_worker_label @ probas).reshape(n_workers, -1, n_states)
-    return np.ascontiguousarray(np.moveaxis(counts, 1, 2))
+def answer_counts(by_worker_label: sp.csr_matrix, probas: FloatArray, n_workers: int) -> FloatArray:
+    """counts[w, l, s]: expected times worker w answered l on items in state s (a column of `probas`)."""
+    return np.asarray(by_worker_label @ probas).reshape(n_workers, -1, probas.shape[1])
+
+
+class GoldMask:
+    """Holds gold items to their class through the E-step, and gives the posterior's entropy cheaply.
+
+    The latent states are `n_classes` blocks of `n_subtypes` columns; a gold item may only take the
+    states of its class (log-score -inf elsewhere, so its posterior there is exactly zero).
+    """
+
+    def __init__(self, gold_idx: IntArray, n_classes: int, n_subtypes: int) -> None:
+        self.rows = np.flatnonzero(gold_idx >= 0)
+        mask = np.ones((self.rows.size, n_classes, n_subtypes), dtype=bool)
+        mask[np.arange(self.rows.size), gold_idx[self.rows]] = False
+        self.mask = mask.reshape(self.rows.size, n_classes * n_subtypes)
+
+    def posterior(self, log_joint: FloatArray) -> tuple[FloatArray, float]:
+        """Row-wise softmax of `log_joint` (changed in place) and the total entropy of the rows.
+
+        The entropy comes from the softmax's log normalisers (log Z_i minus the posterior-weighted
+        log-scores of row i), not from a log of every posterior cell.
+        """
+        if self.rows.size:
+            block = log_joint[self.rows]
+            block[self.mask] = -np.inf
+            log_joint[self.rows] = block
+        probas, log_norm = softmax_rows(log_joint)
+        if self.rows.size:
+            block[self.mask] = 0.0  # the posterior is zero there: no contribution to the entropy
+            log_joint[self.rows] = block
+        return probas, float(log_norm.sum() - np.einsum("ij,ij->", probas, log_joint))
 
 
 def dirichlet_log_mean(params: FloatArray) -> FloatArray:
