@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,3 +137,78 @@ def test_bad_parameters_fail_in_fit(params: dict[str, object], message: str) -> 
     data, _ = simulated(n_items=10)
     with pytest.raises(ValueError, match=message):
         EBCC(**params).fit(data)  # type: ignore[arg-type]
+
+
+# ---- the shared crowd datasets (skipped when absent) ---------------------------------------
+
+#: Accuracy of the authors' reference code (yuan-li/truth-inference-at-scale, code/test_ebcc.ipynb:
+#: 10 subtypes, empirical class prior, best ELBO of 40 seeds) on the same public data sets.
+PUBLISHED_EBCC = {
+    "bluebird": 0.861111,
+    "rte": 0.93125,
+    "dog": 0.840149,
+    "d_product": 0.934937,
+    "d_possent": 0.961,
+}
+#: Where the model falls more than a point short of crowd-kit's Dawid–Skene (measured, see the report):
+#: web and s_rel favour an unsmoothed per-worker confusion, which the diagonal Dirichlet prior pulls back;
+#: s_adult's truth covers 333 items; EBCC's bluebird needs more than 5 restarts (40 reach 0.861).
+BELOW_CROWDKIT_DS = {
+    ("ibcc", "web"),
+    ("ibcc", "s_adult"),
+    ("ibcc", "s_rel"),
+    ("ebcc", "bluebird"),
+    ("ebcc", "web"),
+    ("ebcc", "s_adult"),
+    ("ebcc", "s_rel"),
+}
+DATASETS = ["bluebird", "rte", "dog", "web", "d_possent", "d_product", "s_adult", "s_rel"]
+
+
+def load(shared_datasets: Path, name: str) -> tuple[pd.DataFrame, pd.Series]:
+    folder = shared_datasets / "crowd" / name
+    truth = pd.read_csv(folder / "truth.csv", dtype=str)
+    return pd.read_csv(folder / "labels.csv", dtype=str), truth.set_index("item")["label"]
+
+
+def accuracy(items: np.ndarray, labels: np.ndarray, truth: pd.Series) -> float:
+    predicted = pd.Series(labels, index=items).reindex(truth.index)
+    return float((predicted.to_numpy() == truth.to_numpy()).mean())
+
+
+@functools.cache
+def crowdkit_ds_accuracy(shared_datasets: Path, name: str) -> float:
+    crowdkit = pytest.importorskip("crowdkit.aggregation")
+    data, truth = load(shared_datasets, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        labels = crowdkit.DawidSkene(n_iter=100).fit_predict(data.rename(columns={"item": "task"}))
+    return accuracy(labels.index.to_numpy(), labels.to_numpy(), truth)
+
+
+@pytest.mark.parametrize(("name", "n_restarts"), [(n, 40 if n == "bluebird" else 10) for n in PUBLISHED_EBCC])
+def test_reproduces_the_reference_code_on_datasets(shared_datasets: Path, name: str, n_restarts: int) -> None:
+    data, truth = load(shared_datasets, name)
+    model = EBCC(n_restarts=n_restarts).fit(data)
+    assert accuracy(model.items_, model.labels_, truth) == pytest.approx(PUBLISHED_EBCC[name], abs=0.0025)
+
+
+@pytest.mark.parametrize(
+    ("method", "name"),
+    [
+        pytest.param(
+            method,
+            name,
+            marks=[pytest.mark.xfail(strict=True, reason="measured below")]
+            if (method, name) in BELOW_CROWDKIT_DS
+            else [],
+        )
+        for method in ("ibcc", "ebcc")
+        for name in DATASETS
+    ],
+)
+def test_within_a_point_of_crowdkit_dawid_skene(shared_datasets: Path, method: str, name: str) -> None:
+    data, truth = load(shared_datasets, name)
+    model = IBCC() if method == "ibcc" else EBCC()
+    ours = accuracy(model.fit(data).items_, model.labels_, truth)
+    assert ours >= crowdkit_ds_accuracy(shared_datasets, name) - 0.01
