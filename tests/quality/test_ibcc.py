@@ -62,7 +62,7 @@ def exact_log_evidence(
     return float(logsumexp(terms))
 
 
-@settings(max_examples=40)
+@settings(max_examples=150)
 @given(
     st.lists(st.tuples(st.integers(0, 4), st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=12),
     st.sampled_from([(4.0, 1.0), (2.0, 1.0), (0.5, 0.25)]),
@@ -78,8 +78,9 @@ def test_elbo_is_a_lower_bound_on_the_exact_evidence(
     model = IBCC(diagonal_prior=prior[0], off_diagonal_prior=prior[1], tol=1e-12).fit(coded)
     exact = exact_log_evidence(coded, len(classes), 1.0, *prior)
     assert model.elbo_ <= exact + 1e-8
-    # Mean field is close on such small data: the gap is the KL to the true posterior.
-    assert model.elbo_ >= exact - 0.75 * len(items)
+    # The gap is the KL from mean field to the true posterior (and, from a symmetric start such
+    # as one item labelled 0, 1 and 2, a saddle point): bounded on such small data.
+    assert model.elbo_ >= exact - 0.75 * len(coded)
 
 
 @settings(max_examples=25)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import digamma, gammaln
+from scipy.special import digamma, entr, gammaln
 
 from labelmill.quality._codes import (
     CodedLabels,
@@ -26,9 +26,11 @@ from labelmill.quality.ibcc import (
     class_prior_vector,
     confusion_prior,
     dirichlet_log_mean,
-    entropy,
     log_beta,
 )
+
+#: Posterior cells (items x restarts x classes x subtypes) of the restarts run side by side.
+BATCH_CELLS = 1 << 21
 
 
 class EBCC(LabelAggregator):
@@ -113,15 +115,21 @@ class EBCC(LabelAggregator):
         alpha = class_prior_vector(self.class_prior, start)
         model = _EbccModel(coded, gold_idx, alpha, beta, self.n_subtypes, self.subtype_prior)
         rng = np.random.default_rng(self.random_state)
+        n_items, n_classes, n_subtypes = start.shape[0], coded.n_classes, self.n_subtypes
+        # Restarts run side by side (their states side by side in the columns of one sparse
+        # product), as many at a time as fit in about BATCH_CELLS posterior cells.
+        batch = max(1, BATCH_CELLS // max(n_items * n_classes * n_subtypes, 1))
         fits: list[_Fit] = []
-        for _ in range(self.n_restarts):
-            share = rng.dirichlet(np.ones(self.n_subtypes), size=start.shape)
-            joint = (start[:, :, None] * share).reshape(start.shape[0], -1)
-            fits.append(model.fit(joint, self.n_iter, self.tol))
+        for first in range(0, self.n_restarts, batch):
+            runs = min(batch, self.n_restarts - first)
+            share = np.stack(
+                [rng.dirichlet(np.ones(n_subtypes), size=start.shape) for _ in range(runs)], axis=1
+            )
+            joint = (start[:, None, :, None] * share).reshape(n_items, runs, n_classes * n_subtypes)
+            fits.extend(model.fit(joint, self.n_iter, self.tol))
         elbos = np.array([fit.history[-1] for fit in fits])
         best = int(np.argmax(elbos))
         fit = fits[best]
-        n_items, n_classes, n_subtypes = start.shape[0], coded.n_classes, self.n_subtypes
         # Sums of subtypes: clamped so gold rows are exact one-hots.
         self.probas_ = clamp_gold(fit.joint.reshape(n_items, n_classes, n_subtypes).sum(axis=2), gold_idx)
         self.priors_ = fit.nu / fit.nu.sum()
@@ -177,30 +185,55 @@ class _EbccModel:
         )
         self.gold = GoldMask(gold_idx, self.n_classes, n_subtypes)
 
-    def fit(self, joint: FloatArray, n_iter: int, tol: float) -> _Fit:
-        """Coordinate ascent from the state posteriors `joint` (n_items, K * M)."""
+    def fit(self, joint: FloatArray, n_iter: int, tol: float) -> list[_Fit]:
+        """Coordinate ascent from the state posteriors `joint` (n_items, n_runs, K * M) of several
+        independent runs at once; a run that has converged leaves the batch."""
+        n_items, n_runs, n_states = joint.shape
         n_classes, n_subtypes, n_workers = self.n_classes, self.n_subtypes, self.n_workers
-        held = entropy(joint)
-        history: list[float] = []
+        held = entr(joint).sum(axis=(0, 2))
+        runs = np.arange(n_runs)  # which run each slot of the batch holds
+        histories: list[list[float]] = [[] for _ in range(n_runs)]
+        fits: list[_Fit | None] = [None] * n_runs
         n_done = 0
         while True:
-            eta = self.eta0 + column_sum(joint).reshape(n_classes, n_subtypes)
-            nu = self.alpha + eta.sum(axis=1) - self.eta0.sum()
-            mu = answer_counts(self.by_worker_label, joint, n_workers) + self.beta_by_answer
+            flat = joint.reshape(n_items, -1)
+            eta = self.eta0 + column_sum(flat).reshape(-1, n_classes, n_subtypes)
+            nu = self.alpha + eta.sum(axis=2) - self.eta0.sum()
+            mu = answer_counts(self.by_worker_label, flat, n_workers) + np.tile(
+                self.beta_by_answer, runs.size
+            )
             total = mu.sum(axis=1, keepdims=True)
-            elbo = (
-                float(log_beta(nu))
-                + float(log_beta(eta).sum())
-                + float(gammaln(mu).sum() - gammaln(total).sum())
+            elbos = (
+                log_beta(nu)
+                + log_beta(eta).sum(axis=1)
+                + gammaln(mu).reshape(n_workers, n_classes, runs.size, n_states).sum(axis=(0, 1, 3))
+                - gammaln(total).reshape(n_workers, runs.size, n_states).sum(axis=(0, 2))
                 - self.prior_norm
                 + held
             )
-            history.append(elbo)
-            if n_done >= n_iter or (len(history) > 1 and history[-1] - history[-2] < tol * self.n_labels):
-                return _Fit(joint, nu, eta, mu, history, n_done)
+            done = np.zeros(runs.size, dtype=bool)
+            for slot, run in enumerate(runs.tolist()):
+                history = histories[run]
+                history.append(float(elbos[slot]))
+                if n_done >= n_iter or (len(history) > 1 and history[-1] - history[-2] < tol * self.n_labels):
+                    done[slot] = True
+                    columns = slice(slot * n_states, (slot + 1) * n_states)
+                    fits[run] = _Fit(
+                        joint[:, slot].copy(), nu[slot], eta[slot], mu[:, :, columns].copy(), history, n_done
+                    )
+            if done.all():
+                return [fit for fit in fits if fit is not None]
             n_done += 1
-            log_prior = dirichlet_log_mean(nu)[:, None] + dirichlet_log_mean(eta)  # (K, M)
-            # [w, l, s] -> (W * L, S): one sparse product gives every item's log-likelihood per state.
+            if done.any():
+                keep = ~done
+                runs, joint, nu, eta = runs[keep], joint[:, keep], nu[keep], eta[keep]
+                mu = mu.reshape(n_workers, n_classes, -1, n_states)[:, :, keep].reshape(
+                    n_workers, n_classes, -1
+                )
+                total = total.reshape(n_workers, 1, -1, n_states)[:, :, keep].reshape(n_workers, 1, -1)
+            log_prior = dirichlet_log_mean(nu)[:, :, None] + dirichlet_log_mean(eta)  # (runs, K, M)
+            # [w, l, (run, s)] -> (W * L, runs * S): one sparse product gives every item's
+            # log-likelihood per run and state.
             log_table = (digamma(mu) - digamma(total)).reshape(n_workers * n_classes, -1)
             log_joint = np.asarray(self.by_item @ log_table) + log_prior.reshape(-1)
-            joint, held = self.gold.posterior(log_joint)
+            joint, held = self.gold.posterior(log_joint.reshape(n_items, runs.size, n_states))

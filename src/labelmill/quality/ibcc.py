@@ -115,7 +115,8 @@ class IBCC(LabelAggregator):
             n_done += 1
             log_table = (digamma(mu) - digamma(total)).reshape(n_workers * n_classes, n_classes)
             log_joint = np.asarray(by_item @ log_table) + dirichlet_log_mean(nu)
-            probas, held = gold.posterior(log_joint)
+            posterior, entropies = gold.posterior(log_joint[:, None, :])
+            probas, held = posterior[:, 0, :], float(entropies[0])
 
         self.probas_ = probas
         self.confusion_counts_ = np.ascontiguousarray(mu.transpose(0, 2, 1))
@@ -175,21 +176,26 @@ class GoldMask:
         mask[np.arange(self.rows.size), gold_idx[self.rows]] = False
         self.mask = mask.reshape(self.rows.size, n_classes * n_subtypes)
 
-    def posterior(self, log_joint: FloatArray) -> tuple[FloatArray, float]:
-        """Row-wise softmax of `log_joint` (changed in place) and the total entropy of the rows.
+    def posterior(self, log_joint: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Softmax of `log_joint` (n_items, n_runs, n_states; changed in place) over the states, and
+        each run's total entropy.
 
-        The entropy comes from the softmax's log normalisers (log Z_i minus the posterior-weighted
-        log-scores of row i), not from a log of every posterior cell.
+        The entropy comes from the softmax's log normalisers (log Z minus the posterior-weighted
+        log-scores), not from a log of every posterior cell.
         """
+        n_items, n_runs, n_states = log_joint.shape
         if self.rows.size:
             block = log_joint[self.rows]
-            block[self.mask] = -np.inf
+            mask = np.broadcast_to(self.mask[:, None, :], block.shape)
+            block[mask] = -np.inf
             log_joint[self.rows] = block
-        probas, log_norm = softmax_rows(log_joint)
+        flat, log_norm = softmax_rows(log_joint.reshape(n_items * n_runs, n_states))
         if self.rows.size:
-            block[self.mask] = 0.0  # the posterior is zero there: no contribution to the entropy
+            block[mask] = 0.0  # the posterior is zero there: no contribution to the entropy
             log_joint[self.rows] = block
-        return probas, float(log_norm.sum() - np.einsum("ij,ij->", probas, log_joint))
+        probas = flat.reshape(n_items, n_runs, n_states)
+        held = log_norm.reshape(n_items, n_runs).sum(axis=0) - np.einsum("irs,irs->r", probas, log_joint)
+        return probas, held
 
 
 def dirichlet_log_mean(params: FloatArray) -> FloatArray:
