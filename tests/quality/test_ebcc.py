@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import digamma, gammaln
+from scipy.stats import dirichlet
 
 from labelmill.quality.ebcc import EBCC
 from labelmill.quality.ibcc import IBCC
@@ -212,3 +214,86 @@ def test_within_a_point_of_crowdkit_dawid_skene(shared_datasets: Path, method: s
     model = IBCC() if method == "ibcc" else EBCC()
     ours = accuracy(model.fit(data).items_, model.labels_, truth)
     assert ours >= crowdkit_ds_accuracy(shared_datasets, name) - 0.01
+
+
+# ---- the paper's updates, written out item by item, as an oracle ----------------------------
+
+
+def paper_rounds(
+    rows: list[tuple[int, int, int]],
+    joint: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    a_pi: float,
+    rounds: int,
+) -> tuple[np.ndarray, float]:
+    """`rounds` mean-field rounds of Li et al. (2019), one label at a time, then the full ELBO.
+
+    The ELBO is every expectation written out (likelihood, priors, entropies of all factors),
+    not the collapsed form the estimator uses.
+    """
+    n_items, n_classes, n_subtypes = joint.shape
+    n_workers = max(w for _, w, _ in rows) + 1
+    r = joint.copy()
+
+    def factors(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        eta = a_pi / n_subtypes + r.sum(axis=0)
+        nu = alpha + r.sum(axis=(0, 2))
+        mu = np.tile(beta[None, :, None, :], (n_workers, 1, n_subtypes, 1)).astype(float)
+        for i, w, label in rows:
+            mu[w, :, :, label] += r[i]
+        return nu, eta, mu
+
+    def log_means(nu: np.ndarray, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, ...]:
+        return (
+            digamma(nu) - digamma(nu.sum()),
+            digamma(eta) - digamma(eta.sum(axis=1, keepdims=True)),
+            digamma(mu) - digamma(mu.sum(axis=3, keepdims=True)),
+        )
+
+    for _ in range(rounds):
+        log_tau, log_pi, log_v = log_means(*factors(r))
+        log_r = np.tile(log_tau[:, None] + log_pi, (n_items, 1, 1))
+        for i, w, label in rows:
+            log_r[i] += log_v[w, :, :, label]
+        r = np.exp(log_r - log_r.max(axis=(1, 2), keepdims=True))
+        r /= r.sum(axis=(1, 2), keepdims=True)
+
+    nu, eta, mu = factors(r)
+    log_tau, log_pi, log_v = log_means(nu, eta, mu)
+    elbo = sum(float(np.sum(r[i] * log_v[w, :, :, label])) for i, w, label in rows)  # E log p(y | z, g, V)
+    elbo += float(np.sum(r.sum(axis=(0, 2)) * log_tau) + np.sum(r.sum(axis=0) * log_pi))  # E log p(z, g)
+    elbo += float(np.sum((alpha - 1) * log_tau)) - log_beta_function(alpha)  # E log p(tau)
+    elbo += float(np.sum((a_pi / n_subtypes - 1) * log_pi)) - n_classes * log_beta_function(
+        np.full(n_subtypes, a_pi / n_subtypes)
+    )
+    for w in range(n_workers):
+        for k in range(n_classes):
+            for m in range(n_subtypes):
+                elbo += float(np.sum((beta[k] - 1) * log_v[w, k, m])) - log_beta_function(beta[k])
+                elbo += float(dirichlet.entropy(mu[w, k, m]))
+    elbo += float(dirichlet.entropy(nu)) + sum(float(dirichlet.entropy(e)) for e in eta)
+    elbo -= float(np.sum(r[r > 0] * np.log(r[r > 0])))
+    return r.sum(axis=2), elbo
+
+
+def log_beta_function(params: np.ndarray) -> float:
+    return float(np.sum(gammaln(params)) - gammaln(np.sum(params)))
+
+
+@pytest.mark.parametrize(("seed", "n_classes", "n_subtypes"), [(0, 2, 3), (1, 3, 2), (2, 3, 4)])
+def test_matches_the_papers_updates_written_out(seed: int, n_classes: int, n_subtypes: int) -> None:
+    data, _ = simulated(n_items=30, n_workers=5, n_classes=n_classes, per_item=3, seed=seed)
+    rows = list(data.itertuples(index=False, name=None))
+    votes = np.zeros((30, n_classes))
+    for i, _, label in rows:
+        votes[i, label] += 1
+    start = votes / votes.sum(axis=1, keepdims=True)
+    # The estimator's first restart: the majority vote split over subtypes by Dirichlet(1) shares.
+    joint = start[:, :, None] * np.random.default_rng(seed).dirichlet(np.ones(n_subtypes), size=start.shape)
+    beta = np.full((n_classes, n_classes), 1.0) + 3.0 * np.eye(n_classes)
+    expected, elbo = paper_rounds(rows, joint, start.sum(axis=0), beta, 0.1, rounds=8)
+    model = EBCC(n_subtypes=n_subtypes, n_restarts=1, n_iter=8, tol=-np.inf, random_state=seed).fit(rows)
+    assert model.n_iter_ == 8
+    np.testing.assert_allclose(model.probas_, expected, atol=1e-10)
+    assert model.elbo_ == pytest.approx(elbo, rel=1e-9)

@@ -66,9 +66,11 @@ class EBCC(LabelAggregator):
     `elbo_history_` (its ELBO every round), `restart_elbos_` (every restart's final ELBO),
     `best_restart_` and `n_iter_`.
 
+    On tiny data many subtypes let every item be its own cluster; use few there.
+
     Example:
         >>> rows = [("a", "w1", 1), ("a", "w2", 1), ("a", "w3", 0), ("b", "w1", 0), ("b", "w2", 0)]
-        >>> EBCC().fit_predict(rows)
+        >>> EBCC(n_subtypes=2).fit_predict(rows)
         {'a': 1, 'b': 0}
     """
 
