@@ -297,3 +297,30 @@ def test_matches_the_papers_updates_written_out(seed: int, n_classes: int, n_sub
     assert model.n_iter_ == 8
     np.testing.assert_allclose(model.probas_, expected, atol=1e-10)
     assert model.elbo_ == pytest.approx(elbo, rel=1e-9)
+
+
+def test_dropping_empty_subtypes_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import labelmill.quality.ebcc as ebcc_module
+
+    data, truth = simulated(n_items=300, n_classes=3, seed=8)
+    gold = {i: int(truth[i]) for i in range(0, 300, 10)}
+    widths: list[int] = []
+    counts = ebcc_module.answer_counts
+
+    def spy(by_worker_label: object, probas: np.ndarray, n_workers: int) -> np.ndarray:
+        widths.append(probas.shape[1])
+        return counts(by_worker_label, probas, n_workers)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ebcc_module, "answer_counts", spy)
+    pruned = EBCC(n_restarts=3, random_state=2).fit(data, gold=gold)
+    # Columns are runs x live states; 30 states a run while none is dropped.
+    assert widths[0] == 3 * 30 and any(width % 30 for width in widths)  # states were dropped
+    monkeypatch.setattr(ebcc_module, "DEAD_STATE", 0.0)
+    widths.clear()
+    full = EBCC(n_restarts=3, random_state=2).fit(data, gold=gold)
+    assert all(width % 30 == 0 for width in widths)
+    np.testing.assert_allclose(pruned.probas_, full.probas_, atol=1e-9)
+    np.testing.assert_allclose(pruned.elbo_history_, full.elbo_history_, rtol=1e-10)
+    np.testing.assert_allclose(pruned.restart_elbos_, full.restart_elbos_, rtol=1e-10)
+    np.testing.assert_allclose(pruned.confusions_, full.confusions_, atol=1e-9)
+    assert pruned.n_iter_ == full.n_iter_

@@ -31,6 +31,8 @@ from labelmill.quality.ibcc import (
 
 #: Posterior cells (items x restarts x classes x subtypes) of the restarts run side by side.
 BATCH_CELLS = 1 << 21
+#: A state (class, subtype) whose expected count falls under this in every run is dropped.
+DEAD_STATE = 1e-12
 
 
 class EBCC(LabelAggregator):
@@ -180,37 +182,50 @@ class _EbccModel:
         self.eta0 = np.full(n_subtypes, subtype_prior / n_subtypes)
         self.by_item: sp.csr_matrix = label_matrix(coded)
         self.by_worker_label: sp.csr_matrix = self.by_item.T.tocsr()
-        self.prior_norm = (
-            float(log_beta(alpha))
-            + self.n_classes * float(log_beta(self.eta0))
-            + self.n_workers * n_subtypes * float(log_beta(beta).sum())
-        )
+        self.prior_norm = float(log_beta(alpha)) + self.n_classes * float(log_beta(self.eta0))
+        # The confusion priors' normaliser, per state (n_workers rows of beta[k] for class k's states).
+        self.state_norm = self.n_workers * np.repeat(log_beta(beta), n_subtypes)
         self.gold = GoldMask(gold_idx, self.n_classes, n_subtypes)
 
     def fit(self, joint: FloatArray, n_iter: int, tol: float) -> list[_Fit]:
         """Coordinate ascent from the state posteriors `joint` (n_items, n_runs, K * M) of several
-        independent runs at once; a run that has converged leaves the batch."""
+        independent runs at once; a run that has converged leaves the batch.
+
+        The sparse subtype prior empties most subtypes within a few dozen rounds; a state whose
+        expected count has fallen under `DEAD_STATE` in every run of the batch is dropped from
+        the computation (its posterior, about exp(psi(a_pi / M)) ~ 1e-40 a round, could not come
+        back), which changes the bound by less than float error and saves most of the work.
+        """
         n_items, n_runs, n_states = joint.shape
-        n_classes, n_subtypes, n_workers = self.n_classes, self.n_subtypes, self.n_workers
+        n_classes, n_workers = self.n_classes, self.n_workers
+        live = np.arange(n_states)  # the states still computed
         held = entr(joint).sum(axis=(0, 2))
         runs = np.arange(n_runs)  # which run each slot of the batch holds
         histories: list[list[float]] = [[] for _ in range(n_runs)]
         fits: list[_Fit | None] = [None] * n_runs
         n_done = 0
         while True:
+            counts = column_sum(joint.reshape(n_items, -1)).reshape(runs.size, live.size)
+            alive = counts.max(axis=0) >= DEAD_STATE
+            if not alive.all():
+                live, joint, counts = live[alive], joint[:, :, alive], counts[:, alive]
+                joint /= joint.sum(axis=2, keepdims=True)
             flat = joint.reshape(n_items, -1)
-            eta = self.eta0 + column_sum(flat).reshape(-1, n_classes, n_subtypes)
+            eta = np.tile(np.tile(self.eta0, n_classes), (runs.size, 1))
+            eta[:, live] += counts
+            eta = eta.reshape(runs.size, n_classes, self.n_subtypes)
             nu = self.alpha + eta.sum(axis=2) - self.eta0.sum()
             mu = answer_counts(self.by_worker_label, flat, n_workers) + np.tile(
-                self.beta_by_answer, runs.size
+                self.beta_by_answer[:, live], runs.size
             )
             total = mu.sum(axis=1, keepdims=True)
             elbos = (
                 log_beta(nu)
                 + log_beta(eta).sum(axis=1)
-                + gammaln(mu).reshape(n_workers, n_classes, runs.size, n_states).sum(axis=(0, 1, 3))
-                - gammaln(total).reshape(n_workers, runs.size, n_states).sum(axis=(0, 2))
+                + gammaln(mu).reshape(n_workers, n_classes, runs.size, live.size).sum(axis=(0, 1, 3))
+                - gammaln(total).reshape(n_workers, runs.size, live.size).sum(axis=(0, 2))
                 - self.prior_norm
+                - self.state_norm[live].sum()  # a dropped state's V is its prior: no term
                 + held
             )
             done = np.zeros(runs.size, dtype=bool)
@@ -219,9 +234,8 @@ class _EbccModel:
                 history.append(float(elbos[slot]))
                 if n_done >= n_iter or (len(history) > 1 and history[-1] - history[-2] < tol * self.n_labels):
                     done[slot] = True
-                    columns = slice(slot * n_states, (slot + 1) * n_states)
-                    fits[run] = _Fit(
-                        joint[:, slot].copy(), nu[slot], eta[slot], mu[:, :, columns].copy(), history, n_done
+                    fits[run] = self._snapshot(
+                        joint[:, slot], nu[slot], eta[slot], mu, slot, live, history, n_done
                     )
             if done.all():
                 return [fit for fit in fits if fit is not None]
@@ -229,13 +243,34 @@ class _EbccModel:
             if done.any():
                 keep = ~done
                 runs, joint, nu, eta = runs[keep], joint[:, keep], nu[keep], eta[keep]
-                mu = mu.reshape(n_workers, n_classes, -1, n_states)[:, :, keep].reshape(
+                mu = mu.reshape(n_workers, n_classes, -1, live.size)[:, :, keep].reshape(
                     n_workers, n_classes, -1
                 )
-                total = total.reshape(n_workers, 1, -1, n_states)[:, :, keep].reshape(n_workers, 1, -1)
+                total = total.reshape(n_workers, 1, -1, live.size)[:, :, keep].reshape(n_workers, 1, -1)
             log_prior = dirichlet_log_mean(nu)[:, :, None] + dirichlet_log_mean(eta)  # (runs, K, M)
             # [w, l, (run, s)] -> (W * L, runs * S): one sparse product gives every item's
             # log-likelihood per run and state.
             log_table = (digamma(mu) - digamma(total)).reshape(n_workers * n_classes, -1)
-            log_joint = np.asarray(self.by_item @ log_table) + log_prior.reshape(-1)
-            joint, held = self.gold.posterior(log_joint.reshape(n_items, runs.size, n_states))
+            log_joint = np.asarray(self.by_item @ log_table) + log_prior.reshape(runs.size, -1)[
+                :, live
+            ].reshape(-1)
+            joint, held = self.gold.posterior(log_joint.reshape(n_items, runs.size, live.size), live)
+
+    def _snapshot(
+        self,
+        joint: FloatArray,
+        nu: FloatArray,
+        eta: FloatArray,
+        mu: FloatArray,
+        slot: int,
+        live: IntArray,
+        history: list[float],
+        n_done: int,
+    ) -> _Fit:
+        """One run's result with every state (dropped ones: no posterior mass, V at its prior)."""
+        n_states = self.n_classes * self.n_subtypes
+        full_joint = np.zeros((joint.shape[0], n_states))
+        full_joint[:, live] = joint
+        full_mu = np.repeat(self.beta_by_answer[None], self.n_workers, axis=0)
+        full_mu[:, :, live] = mu[:, :, slot * live.size : (slot + 1) * live.size]
+        return _Fit(full_joint, nu, eta, full_mu, history, n_done)

@@ -176,9 +176,11 @@ class GoldMask:
         mask[np.arange(self.rows.size), gold_idx[self.rows]] = False
         self.mask = mask.reshape(self.rows.size, n_classes * n_subtypes)
 
-    def posterior(self, log_joint: FloatArray) -> tuple[FloatArray, FloatArray]:
+    def posterior(
+        self, log_joint: FloatArray, states: IntArray | None = None
+    ) -> tuple[FloatArray, FloatArray]:
         """Softmax of `log_joint` (n_items, n_runs, n_states; changed in place) over the states, and
-        each run's total entropy.
+        each run's total entropy. `states` names the states the columns hold (default: all).
 
         The entropy comes from the softmax's log normalisers (log Z minus the posterior-weighted
         log-scores), not from a log of every posterior cell.
@@ -186,7 +188,8 @@ class GoldMask:
         n_items, n_runs, n_states = log_joint.shape
         if self.rows.size:
             block = log_joint[self.rows]
-            mask = np.broadcast_to(self.mask[:, None, :], block.shape)
+            columns = self.mask if states is None else self.mask[:, states]
+            mask = np.broadcast_to(columns[:, None, :], block.shape)
             block[mask] = -np.inf
             log_joint[self.rows] = block
         flat, log_norm = softmax_rows(log_joint.reshape(n_items * n_runs, n_states))
