@@ -144,13 +144,15 @@ def test_bad_parameters_fail_in_fit(params: dict[str, object], message: str) -> 
 # ---- the shared crowd datasets (skipped when absent) ---------------------------------------
 
 #: Accuracy of the authors' reference code (yuan-li/truth-inference-at-scale, code/test_ebcc.ipynb:
-#: 10 subtypes, empirical class prior, best ELBO of 40 seeds) on the same public data sets.
+#: 10 subtypes, empirical class prior, best ELBO of 40 seeds) on the same public data sets. Not web:
+#: the notebook reports 0.769, our best ELBO of 40 seeds gives 0.745 (its IBCC on web is matched).
 PUBLISHED_EBCC = {
     "bluebird": 0.861111,
     "rte": 0.93125,
     "dog": 0.840149,
     "d_product": 0.934937,
     "d_possent": 0.961,
+    "s_adult": 0.747748,
 }
 #: Where the model falls more than a point short of crowd-kit's Dawid–Skene (measured, see the report):
 #: web and s_rel favour an unsmoothed per-worker confusion, which the diagonal Dirichlet prior pulls back;
