@@ -79,9 +79,15 @@ def test_elbo_is_a_lower_bound_on_the_exact_evidence(
     model = IBCC(diagonal_prior=prior[0], off_diagonal_prior=prior[1], tol=1e-12).fit(coded)
     exact = exact_log_evidence(coded, len(classes), 1.0, *prior)
     assert model.elbo_ <= exact + 1e-8
-    # The gap is the KL from mean field to the true posterior (and, from a symmetric start such
-    # as one item labelled 0, 1 and 2, a saddle point): bounded on such small data.
-    assert model.elbo_ >= exact - 0.75 * len(coded)
+
+
+def test_elbo_is_close_to_the_exact_evidence_when_workers_mostly_agree() -> None:
+    # The gap is the KL from mean field to the true posterior: under a nat for 18 labels here.
+    # (With one label an item or a symmetric start it can be several nats: no general bound.)
+    rows = [(i, w, (i % 2) if (i + w) % 5 else 1 - i % 2) for i in range(6) for w in range(3)]
+    model = IBCC(tol=1e-12).fit(rows)
+    exact = exact_log_evidence(rows, 2, 1.0, 4.0, 1.0)
+    assert exact - 1.0 < model.elbo_ <= exact
 
 
 @settings(max_examples=25)
