@@ -158,6 +158,45 @@ def test_class_prior_forms() -> None:
     assert IBCC(class_prior="empirical").fit(data).priors_.shape == (3,)
 
 
+def test_prior_grid_keeps_the_pair_with_the_best_elbo() -> None:
+    data, truth = simulated(n_items=150, n_classes=3, seed=9)
+    grid = [(4.0, 1.0), (1.0, 0.5), (0.5, 0.25), (2.0, 2.0)]
+    gold = {i: int(truth[i]) for i in range(0, 150, 15)}
+    chosen = IBCC(prior_grid=grid).fit(data, gold=gold)
+    separate = {
+        pair: IBCC(diagonal_prior=pair[0], off_diagonal_prior=pair[1]).fit(data, gold=gold) for pair in grid
+    }
+    assert chosen.grid_elbos_ == {pair: model.elbo_ for pair, model in separate.items()}
+    best = max(grid, key=lambda pair: separate[pair].elbo_)
+    assert chosen.confusion_prior_ == best
+    np.testing.assert_array_equal(chosen.probas_, separate[best].probas_)
+    assert chosen.elbo_ == max(chosen.grid_elbos_.values())
+    plain = IBCC().fit(data)
+    assert plain.confusion_prior_ == (4.0, 1.0) and plain.grid_elbos_ == {}
+
+
+@pytest.mark.parametrize("true_prior", [(8.0, 1.0), (2.0, 1.0), (1.0, 1.0)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prior_grid_finds_the_prior_the_workers_were_drawn_from(
+    true_prior: tuple[float, float], seed: int
+) -> None:
+    """Every worker's confusion rows drawn from Dirichlet(true prior): the ELBO names that prior."""
+    rng = np.random.default_rng(seed)
+    n_classes, n_workers = 3, 30
+    beta = np.full((n_classes, n_classes), true_prior[1]) + np.eye(n_classes) * (
+        true_prior[0] - true_prior[1]
+    )
+    confusions = np.array([[rng.dirichlet(beta[c]) for c in range(n_classes)] for _ in range(n_workers)])
+    truth = rng.integers(0, n_classes, 400)
+    rows = [
+        (i, int(w), int(rng.choice(n_classes, p=confusions[w, t])))
+        for i, t in enumerate(truth)
+        for w in rng.choice(n_workers, 5, replace=False)
+    ]
+    model = IBCC(prior_grid=[(8.0, 1.0), (2.0, 1.0), (1.0, 1.0)]).fit(rows)
+    assert model.confusion_prior_ == true_prior
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -166,6 +205,8 @@ def test_class_prior_forms() -> None:
         ({"class_prior": 0.0}, "class_prior must be"),
         ({"diagonal_prior": 0.0}, "diagonal_prior and off_diagonal_prior must be > 0"),
         ({"off_diagonal_prior": -1.0}, "diagonal_prior and off_diagonal_prior must be > 0"),
+        ({"prior_grid": []}, "prior_grid must hold"),
+        ({"prior_grid": [(1.0, 0.0)]}, "diagonal_prior and off_diagonal_prior must be > 0"),
     ],
 )
 def test_bad_parameters_fail_in_fit(params: dict[str, object], message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -50,7 +51,10 @@ class IBCC(LabelAggregator):
 
     `class_prior` is $\alpha$: one number for every class (default 1), one per class, or
     `"empirical"` for the majority-vote class counts (as Li et al.'s reference code offers).
-    `diagonal_prior` and `off_diagonal_prior` default to 4 and 1 as in that code.
+    `diagonal_prior` and `off_diagonal_prior` default to 4 and 1 as in that code. With
+    `prior_grid`, a sequence of (diagonal, off-diagonal) pairs, each is fitted and the one with
+    the highest ELBO (the bound on the labels' marginal likelihood, comparable across priors
+    since it includes their normalisers) is kept: a choice from the data alone.
 
     H.-C. Kim and Z. Ghahramani, "Bayesian Classifier Combination", AISTATS 2012, 619–627.
     E. Simpson, S. Roberts, I. Psorakis and A. Smith, "Dynamic Bayesian Combination of Multiple
@@ -59,7 +63,9 @@ class IBCC(LabelAggregator):
     Fitted: `confusions_[w, c, l]` (posterior mean of $V^w_{cl}$), `confusion_counts_` (the
     Dirichlet parameters $\mu$ of $q(V)$), `priors_` (posterior mean of $\tau$), `skills_` (each
     worker's expected accuracy under `priors_`), `elbo_` (the final ELBO, in nats, for the whole
-    data set), `elbo_history_` (the ELBO after every round, non-decreasing) and `n_iter_`.
+    data set), `elbo_history_` (the ELBO after every round, non-decreasing), `n_iter_`,
+    `confusion_prior_` (the (diagonal, off-diagonal) pair used) and `grid_elbos_` (each grid
+    pair's ELBO; empty without `prior_grid`).
 
     Example:
         >>> rows = [("a", "w1", 1), ("a", "w2", 1), ("a", "w3", 0), ("b", "w1", 0), ("b", "w2", 0)]
@@ -73,6 +79,8 @@ class IBCC(LabelAggregator):
     elbo_: float
     elbo_history_: list[float]
     n_iter_: int
+    confusion_prior_: tuple[float, float]
+    grid_elbos_: dict[tuple[float, float], float]
 
     def __init__(
         self,
@@ -81,24 +89,61 @@ class IBCC(LabelAggregator):
         class_prior: ClassPrior = 1.0,
         diagonal_prior: float = 4.0,
         off_diagonal_prior: float = 1.0,
+        prior_grid: Sequence[tuple[float, float]] | None = None,
     ) -> None:
         self.n_iter = n_iter
         self.tol = tol
         self.class_prior = class_prior
         self.diagonal_prior = diagonal_prior
         self.off_diagonal_prior = off_diagonal_prior
+        self.prior_grid = prior_grid
 
     def _fit_coded(self, coded: CodedLabels, gold_idx: IntArray) -> None:
-        beta = confusion_prior(coded.n_classes, self.diagonal_prior, self.off_diagonal_prior)
         start = clamp_gold(normalize_rows(vote_counts(coded)), gold_idx)
         alpha = class_prior_vector(self.class_prior, start)
         by_item = label_matrix(coded)
         by_worker_label = by_item.T.tocsr()
+        gold = GoldMask(gold_idx, coded.n_classes, 1)
+        if self.prior_grid is None:
+            candidates = [(float(self.diagonal_prior), float(self.off_diagonal_prior))]
+        else:
+            candidates = list(dict.fromkeys((float(d), float(o)) for d, o in self.prior_grid))
+            if not candidates:
+                raise ValueError("prior_grid must hold at least one (diagonal, off_diagonal) pair")
+        best: _Fit | None = None
+        elbos: dict[tuple[float, float], float] = {}
+        for diagonal, off_diagonal in candidates:
+            beta = confusion_prior(coded.n_classes, diagonal, off_diagonal)
+            fit = self._vb(coded, by_item, by_worker_label, gold, alpha, beta, start)
+            elbos[(diagonal, off_diagonal)] = fit.history[-1]
+            if best is None or fit.history[-1] > best.history[-1]:
+                best = fit
+        assert best is not None
+        self.probas_ = best.probas
+        self.confusion_counts_ = np.ascontiguousarray(best.mu.transpose(0, 2, 1))
+        self.confusions_ = self.confusion_counts_ / self.confusion_counts_.sum(axis=2, keepdims=True)
+        self.priors_ = best.nu / best.nu.sum()
+        self.skills_ = np.einsum("c,wcc->w", self.priors_, self.confusions_)
+        self.elbo_ = best.history[-1]
+        self.elbo_history_ = best.history
+        self.n_iter_ = best.n_iter
+        self.confusion_prior_ = max(elbos, key=elbos.__getitem__)
+        self.grid_elbos_ = elbos if self.prior_grid is not None else {}
+
+    def _vb(
+        self,
+        coded: CodedLabels,
+        by_item: sp.csr_matrix,
+        by_worker_label: sp.csr_matrix,
+        gold: GoldMask,
+        alpha: FloatArray,
+        beta: FloatArray,
+        start: FloatArray,
+    ) -> _Fit:
+        """Coordinate ascent from the posteriors `start` under the confusion prior `beta`."""
         n_workers, n_classes = coded.n_workers, coded.n_classes
         prior_norm = float(log_beta(alpha)) + n_workers * float(log_beta(beta).sum())
         beta_by_answer = np.ascontiguousarray(beta.T)  # [l, c]: the confusions are kept as [w, l, c]
-        gold = GoldMask(gold_idx, n_classes, 1)
-
         probas, held = start, entropy(start)
         history: list[float] = []
         n_done = 0
@@ -111,21 +156,21 @@ class IBCC(LabelAggregator):
             if n_done >= self.n_iter or (
                 len(history) > 1 and history[-1] - history[-2] < self.tol * coded.n_labels
             ):
-                break
+                return _Fit(probas, nu, mu, history, n_done)
             n_done += 1
             log_table = (digamma(mu) - digamma(total)).reshape(n_workers * n_classes, n_classes)
             log_joint = np.asarray(by_item @ log_table) + dirichlet_log_mean(nu)
             posterior, entropies = gold.posterior(log_joint[:, None, :])
             probas, held = posterior[:, 0, :], float(entropies[0])
 
-        self.probas_ = probas
-        self.confusion_counts_ = np.ascontiguousarray(mu.transpose(0, 2, 1))
-        self.confusions_ = self.confusion_counts_ / self.confusion_counts_.sum(axis=2, keepdims=True)
-        self.priors_ = nu / nu.sum()
-        self.skills_ = np.einsum("c,wcc->w", self.priors_, self.confusions_)
-        self.elbo_ = history[-1]
-        self.elbo_history_ = history
-        self.n_iter_ = n_done
+
+@dataclass(frozen=True)
+class _Fit:
+    probas: FloatArray
+    nu: FloatArray
+    mu: FloatArray  # [w, l, c]
+    history: list[float]
+    n_iter: int
 
 
 def confusion_prior(n_classes: int, diagonal: float, off_diagonal: float) -> FloatArray:
