@@ -713,9 +713,10 @@ def _read_labels(path: Path | None, project: str | None, control: str | None, db
 
 
 def _method_help() -> str:
+    from labelmill.quality.methods import METHODS
+
     return (
-        "Aggregation method: mv, wawa, ds, one-coin, glad, mace "
-        "(default: ds, the most accurate on our benchmarks)."
+        "Aggregation method: " + ", ".join(METHODS) + " (default: ds, the most accurate on our benchmarks)."
     )
 
 

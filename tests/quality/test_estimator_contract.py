@@ -12,7 +12,9 @@ import pytest
 from labelmill.quality._codes import LabelAggregator, encode
 from labelmill.quality.bwa import BWA
 from labelmill.quality.dawid_skene import DawidSkene
+from labelmill.quality.ebcc import EBCC
 from labelmill.quality.glad import GLAD
+from labelmill.quality.ibcc import IBCC
 from labelmill.quality.mace import MACE
 from labelmill.quality.majority import MajorityVote
 from labelmill.quality.methods import DEFAULT_METHOD, METHODS, make_aggregator
@@ -37,6 +39,10 @@ FACTORIES: dict[str, Callable[[], LabelAggregator]] = {
     "mmce-lbfgs": lambda: MinimaxEntropy(m_step="lbfgs", n_iter=5),
     "mmce-ds-init": lambda: MinimaxEntropy(init="ds"),
     "mmce-ordinal": OrdinalMinimaxEntropy,
+    "ibcc": IBCC,
+    "ibcc-empirical": lambda: IBCC(class_prior="empirical"),
+    "ebcc": EBCC,
+    "ebcc-flat-prior": lambda: EBCC(class_prior=1.0, n_subtypes=3, n_restarts=2, random_state=1),
 }
 ALL = pytest.mark.parametrize("make", FACTORIES.values(), ids=list(FACTORIES))
 
@@ -182,12 +188,27 @@ def test_empty_data_is_a_clear_error(make: Callable[[], LabelAggregator]) -> Non
 
 
 def test_methods_registry() -> None:
-    assert set(METHODS) == {"mv", "wawa", "ds", "one-coin", "glad", "mace"}
+    assert set(METHODS) == {
+        "mv",
+        "wawa",
+        "ds",
+        "one-coin",
+        "glad",
+        "mace",
+        "ibcc",
+        "ebcc",
+        "bwa",
+        "mmce",
+        "mmce-ordinal",
+    }
     assert DEFAULT_METHOD in METHODS
     assert isinstance(make_aggregator("glad", n_iter=3), GLAD)
     assert make_aggregator("glad", n_iter=3).n_iter == 3
     assert isinstance(make_aggregator(), METHODS[DEFAULT_METHOD])
-    with pytest.raises(ValueError, match="valid methods: mv, wawa, ds, one-coin, glad, mace"):
+    with pytest.raises(
+        ValueError,
+        match="valid methods: mv, wawa, ds, one-coin, glad, mace, ibcc, ebcc, bwa, mmce, mmce-ordinal",
+    ):
         make_aggregator("bayes")
     with pytest.raises(ValueError, match="bad parameters"):
         make_aggregator("mv", n_iter=3)

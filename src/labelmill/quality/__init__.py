@@ -27,6 +27,7 @@ from labelmill.quality.agreement import (
     percent_agreement,
     span_f1_agreement,
 )
+from labelmill.quality.bwa import BWA
 from labelmill.quality.dawid_skene import DawidSkene
 from labelmill.quality.decision import (
     item_needs_another_label,
@@ -35,6 +36,7 @@ from labelmill.quality.decision import (
     needs_another_label,
     update_posterior,
 )
+from labelmill.quality.ebcc import EBCC
 from labelmill.quality.geometry import (
     MatchedConsensus,
     box_consensus,
@@ -49,9 +51,11 @@ from labelmill.quality.geometry import (
     weighted_median,
 )
 from labelmill.quality.glad import GLAD
+from labelmill.quality.ibcc import IBCC
 from labelmill.quality.mace import MACE
 from labelmill.quality.majority import MajorityVote
 from labelmill.quality.methods import DEFAULT_METHOD, METHODS, make_aggregator
+from labelmill.quality.minimax import MinimaxEntropy, OrdinalMinimaxEntropy
 from labelmill.quality.multilabel import MultiLabel
 from labelmill.quality.one_coin import OneCoinDawidSkene
 from labelmill.quality.pairwise import (
@@ -72,8 +76,11 @@ from labelmill.quality.wawa import Wawa
 
 __all__ = [
     "AGREEMENT_METRICS",
+    "BWA",
     "DEFAULT_METHOD",
+    "EBCC",
     "GLAD",
+    "IBCC",
     "MACE",
     "METHODS",
     "AgreementResult",
@@ -88,8 +95,10 @@ __all__ = [
     "LabelAggregator",
     "MajorityVote",
     "MatchedConsensus",
+    "MinimaxEntropy",
     "MultiLabel",
     "OneCoinDawidSkene",
+    "OrdinalMinimaxEntropy",
     "PairwiseConsensus",
     "RankingConsensus",
     "RatingAggregator",

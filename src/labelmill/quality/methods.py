@@ -6,10 +6,14 @@ import inspect
 from typing import Any
 
 from labelmill.quality._codes import LabelAggregator
+from labelmill.quality.bwa import BWA
 from labelmill.quality.dawid_skene import DawidSkene
+from labelmill.quality.ebcc import EBCC
 from labelmill.quality.glad import GLAD
+from labelmill.quality.ibcc import IBCC
 from labelmill.quality.mace import MACE
 from labelmill.quality.majority import MajorityVote
+from labelmill.quality.minimax import MinimaxEntropy, OrdinalMinimaxEntropy
 from labelmill.quality.one_coin import OneCoinDawidSkene
 from labelmill.quality.wawa import Wawa
 
@@ -20,6 +24,11 @@ METHODS: dict[str, type[LabelAggregator]] = {
     "one-coin": OneCoinDawidSkene,
     "glad": GLAD,
     "mace": MACE,
+    "ibcc": IBCC,
+    "ebcc": EBCC,
+    "bwa": BWA,
+    "mmce": MinimaxEntropy,
+    "mmce-ordinal": OrdinalMinimaxEntropy,
 }
 
 #: The most accurate general method: highest mean accuracy over the eight public crowd datasets
