@@ -39,11 +39,8 @@ def pending_refresh(db: Database, project_id: int, *, queued_through: int | None
         )
         if queued_through is not None:
             stmt = stmt.where(Job.id <= queued_through)
-        job = session.scalar(
-            stmt.order_by(Job.status.desc(), Job.id).limit(
-                1
-            )  # 'running' sorts after 'queued': desc puts it first
-        )
+        # 'running' sorts after 'queued': descending puts a running refresh first
+        job = session.scalar(stmt.order_by(Job.status.desc(), Job.id).limit(1))
         if job is not None:
             session.expunge(job)
         return job
