@@ -98,7 +98,11 @@ class AutoAggregator(LabelAggregator):
                 continue
             kept = _subset(coded, folds != fold)
             for name, template in named:
-                model = copy.deepcopy(template).fit(kept, gold or None)
+                # Workers whose every label is held out stay on the axis with no labels; some
+                # models divide by their count. Their fitted parameters are never read (unseen
+                # workers get the pooled confusion), so the warning says nothing.
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    model = copy.deepcopy(template).fit(kept, gold or None)
                 logliks[name][position[rows_out]] = heldout_loglik(model, kept, coded, rows_out)
         self.n_heldout_ = int(heldout.size)
         self.scores_, self.chosen_, self.reason_ = _choose([name for name, _ in named], logliks)
@@ -173,6 +177,7 @@ def heldout_loglik(
     """log P(label) of each held-out row under `model` fitted on `kept`."""
     confusions = worker_confusions(model, kept)
     answered = np.bincount(kept.worker_idx, minlength=kept.n_workers)
+    confusions[answered == 0] = 1.0 / kept.n_classes  # no labels, so no fitted confusion to trust
     pooled = np.einsum("w,wcl->cl", answered.astype(np.float64), confusions) / max(int(answered.sum()), 1)
     item, worker, label = coded.item_idx[rows], coded.worker_idx[rows], coded.label_idx[rows]
     column = confusions[worker, :, label]  # (n, C): P_w(l | c)
@@ -195,12 +200,12 @@ def worker_confusions(model: LabelAggregator, kept: CodedLabels) -> FloatArray:
         return one_coin_confusions(skills, n_classes)
     cell = kept.worker_idx * n_classes + kept.label_idx
     size = kept.n_workers * n_classes
-    counts = np.stack(
-        [np.bincount(cell, weights=model.probas_[kept.item_idx, c], minlength=size) for c in range(n_classes)],
-        axis=1,
-    ).reshape(kept.n_workers, n_classes, n_classes)  # [w, l, c]
-    counts = counts.transpose(0, 2, 1).copy()  # [w, c, l]
-    counts += DERIVED_SMOOTHING / n_classes
+    answers = [
+        np.bincount(cell, weights=model.probas_[kept.item_idx, c], minlength=size) for c in range(n_classes)
+    ]
+    shape = (kept.n_workers, n_classes, n_classes)
+    by_label: FloatArray = np.stack(answers, axis=1).astype(np.float64).reshape(shape)
+    counts: FloatArray = by_label.transpose(0, 2, 1) + DERIVED_SMOOTHING / n_classes  # [w, c, l]
     return counts / counts.sum(axis=2, keepdims=True)
 
 
