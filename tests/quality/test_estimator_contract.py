@@ -200,6 +200,7 @@ def test_methods_registry() -> None:
         "bwa",
         "mmce",
         "mmce-ordinal",
+        "auto",
     }
     assert DEFAULT_METHOD in METHODS
     assert isinstance(make_aggregator("glad", n_iter=3), GLAD)

@@ -28,6 +28,7 @@ from labelmill.quality.agreement import (
     span_f1_agreement,
 )
 from labelmill.quality.bwa import BWA
+from labelmill.quality.chooser import AutoAggregator
 from labelmill.quality.dawid_skene import DawidSkene
 from labelmill.quality.decision import (
     item_needs_another_label,
@@ -85,6 +86,7 @@ __all__ = [
     "METHODS",
     "AgreementResult",
     "AnnotatorFlag",
+    "AutoAggregator",
     "BoxAgreement",
     "BradleyTerry",
     "CodedLabels",

@@ -7,6 +7,7 @@ from typing import Any
 
 from labelmill.quality._codes import LabelAggregator
 from labelmill.quality.bwa import BWA
+from labelmill.quality.chooser import AutoAggregator
 from labelmill.quality.dawid_skene import DawidSkene
 from labelmill.quality.ebcc import EBCC
 from labelmill.quality.glad import GLAD
@@ -29,6 +30,7 @@ METHODS: dict[str, type[LabelAggregator]] = {
     "bwa": BWA,
     "mmce": MinimaxEntropy,
     "mmce-ordinal": OrdinalMinimaxEntropy,
+    "auto": AutoAggregator,
 }
 
 #: The most accurate general method: highest mean accuracy over the eight public crowd datasets
