@@ -53,28 +53,33 @@ def spectral_confusions(coded: CodedLabels) -> tuple[FloatArray, FloatArray]:
     \mu_{ck}^{\otimes 3}$. Whitening $M_3$ by $M_2$ leaves an orthogonal tensor whose
     eigenpairs (robust tensor power method with deflation) give $\rho_k$ and $\mu_{ck}$. The
     three runs' components are aligned with each other (each run also yields the other groups'
-    columns, $M_{xc} = C_x \operatorname{diag}(\rho) C_c^\top$) and matched to classes by the
-    assignment that maximises the crowd's summed diagonal (the paper's assumption that the
-    average worker beats chance, taken over all workers rather than per group, so one group of
-    adversaries does not swap its classes); columns are clipped at zero and normalised
-    (projected onto the simplex). The three groups' confusions and priors then give every
-    item's class posterior, and each worker's confusion is the expected count of their
-    answers under those posteriors (one M-step, with `WORKER_SMOOTHING` pseudo-labels a row),
-    so a worker gets a matrix of their own rather than their group's.
+    columns, $M_{xc} = C_x \operatorname{diag}(\rho) C_c^\top$). Each worker's own confusion
+    then comes from their moments with the other two groups, $\frac1n\sum_j z_{ij} Z_{bj}^\top =
+    C_i \operatorname{diag}(\rho) C_b^\top$, solved for $C_i$ (the paper's second step), with
+    `WORKER_SMOOTHING` pseudo-labels a row, clipped at zero and normalised (projected onto the
+    simplex). Components are matched to classes by the assignment that maximises the average
+    worker's summed diagonal: the paper's assumption that the average worker beats chance,
+    taken over all workers rather than per group (so one group of adversaries does not swap
+    its classes) and with every worker weighing the same whatever their label count (so a few
+    prolific adversaries, who make the majority vote wrong, do not either).
 
-    Fallback: with fewer than three workers or two classes, fewer than `MIN_ITEMS_PER_CLASS` items
-    a class labelled by all three groups, a pair-moment matrix too ill-conditioned to invert, a
-    whitening matrix not of full rank, or eigenvalues that give no valid prior, the moments
-    carry too little to trust, and the posteriors are the majority-vote shares instead (then
-    the same M-step). `spectral_group_confusions` returns None exactly in those cases.
+    The moments need each group's (label-weighted) average worker to tell the classes apart:
+    a group whose labels are right about as often as chance makes them near singular, and the
+    estimate is then poor (EM from it may still recover).
+
+    Fallback: with fewer than three workers or two classes, fewer than `MIN_ITEMS_PER_CLASS`
+    items a class labelled by all three groups, a pair-moment matrix too ill-conditioned to
+    invert, a whitening matrix not of full rank, or eigenvalues that give no valid prior, the
+    moments carry too little to trust, and the confusions are the expected answer counts
+    under majority-vote posteriors instead (one M-step, `WORKER_SMOOTHING` pseudo-labels a
+    row). `spectral_group_confusions` returns None exactly in those cases.
     """
-    groups = spectral_group_confusions(coded)
-    if groups is None:
+    fit = _spectral(coded)
+    if fit is None:
         probas = normalize_rows(vote_counts(coded))
-    else:
-        group_confusions, prior = groups
-        probas = _group_posteriors(coded, group_confusions, prior)
-    return _worker_confusions(coded, probas), _prior(probas)
+        return _worker_confusions(coded, probas), _prior(probas)
+    workers, _, prior = fit
+    return workers, prior
 
 
 def spectral_group_confusions(coded: CodedLabels) -> tuple[FloatArray, FloatArray] | None:
@@ -82,6 +87,12 @@ def spectral_group_confusions(coded: CodedLabels) -> tuple[FloatArray, FloatArra
 
     Workers are assigned to groups by `worker_groups`.
     """
+    fit = _spectral(coded)
+    return None if fit is None else (fit[1], fit[2])
+
+
+def _spectral(coded: CodedLabels) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """Worker confusions, group confusions and class prior; None when the data are too sparse."""
     n_classes = coded.n_classes
     if coded.n_workers < 3 or n_classes < 2:
         return None
@@ -112,7 +123,7 @@ def spectral_group_confusions(coded: CodedLabels) -> tuple[FloatArray, FloatArra
         runs.append((weights, columns, stacked))
     # Each run orders its components its own way: align runs 1 and 2 to run 0 by their stacked
     # columns, then give the components classes once, by the permutation with the largest
-    # summed diagonal over the whole crowd (the paper's assumption that the average worker
+    # summed diagonal of the average worker (the paper's assumption that the average worker
     # beats chance; a group of its own may be adversarial).
     reference = runs[0][2]
     aligned = []
@@ -120,17 +131,45 @@ def spectral_group_confusions(coded: CodedLabels) -> tuple[FloatArray, FloatArra
         distance = np.linalg.norm(reference[:, :, None] - stacked[:, None, :], axis=0)
         _, match = linear_sum_assignment(distance)  # match[h]: this run's component for run 0's h
         aligned.append((weights[match], columns[:, match]))
-    share = np.bincount(group[coded.worker_idx], minlength=3).astype(np.float64)
-    crowd = sum(share[g] * _column_shares(aligned[g][1]) for g in range(3))
-    _, order = linear_sum_assignment(-np.asarray(crowd))  # order[k]: the component of class k
-    confusions = np.stack([_project(aligned[g][1][:, order].T) for g in range(3)])
-    prior = np.mean([aligned[g][0][order] for g in range(3)], axis=0)
-    return confusions, prior / prior.sum()
+    confusions = np.stack([_project(columns.T) for _, columns in aligned])  # [g, component, l]
+    prior = np.mean([weights for weights, _ in aligned], axis=0)
+    prior /= prior.sum()
+    workers = _moment_worker_confusions(coded, group, z, [columns for _, columns in aligned], prior)
+    # Components to classes: the permutation with the largest summed diagonal of the average
+    # worker, every worker weighing the same (not every label: a few prolific adversaries must
+    # not outvote many good workers).
+    active = np.bincount(coded.worker_idx, minlength=coded.n_workers) > 0
+    _, order = linear_sum_assignment(-workers[active].mean(axis=0).T)  # order[k]: class k's component
+    return workers[:, order], confusions[:, order], prior[order]
 
 
-def _column_shares(columns: FloatArray) -> FloatArray:
-    shares = np.maximum(columns, 0.0)
-    return np.asarray(shares / np.maximum(shares.sum(axis=0, keepdims=True), EPS))
+def _moment_worker_confusions(
+    coded: CodedLabels, group: IntArray, z: FloatArray, columns: list[FloatArray], prior: FloatArray
+) -> FloatArray:
+    r"""Each worker's confusion `[w, component, l]` from their moments with the other two groups.
+
+    For worker $i$ and another group $b$, $\frac1n\sum_j z_{ij} Z_{bj}^\top = C_i
+    \operatorname{diag}(\rho) C_b^\top$, where $C_i$ holds the worker's expected answer
+    counts per item and class; solved for $C_i$, averaged over both other groups, scaled to
+    label counts, smoothed by `WORKER_SMOOTHING` and projected onto the simplex.
+    """
+    n_classes, n_workers = coded.n_classes, coded.n_workers
+    column = coded.worker_idx * n_classes + coded.label_idx
+    answers = sp.csr_matrix(
+        (np.ones(coded.n_labels), (column, coded.item_idx)), shape=(n_workers * n_classes, coded.n_items)
+    )
+    estimate = np.zeros((n_workers, n_classes, n_classes))  # [w, l, component]
+    for b in range(3):
+        with_b = np.asarray(answers @ z[b]).reshape(n_workers, n_classes, n_classes)  # [w, l, l_b]
+        solved = with_b @ np.linalg.inv(columns[b].T) / prior[None, None, :]
+        estimate += np.where((group != b)[:, None, None], solved, 0.0)
+    estimate /= 2.0
+    # In label units: scale each worker's matrix to their label count, so smoothing weighs alike.
+    counts = np.maximum(estimate, 0.0)
+    totals = np.bincount(coded.worker_idx, minlength=n_workers).astype(np.float64)
+    counts *= (totals / np.maximum(counts.sum(axis=(1, 2)), EPS))[:, None, None]
+    counts = counts.transpose(0, 2, 1) + WORKER_SMOOTHING / n_classes
+    return np.asarray(counts / counts.sum(axis=2, keepdims=True))
 
 
 def worker_groups(coded: CodedLabels) -> IntArray:
@@ -155,7 +194,7 @@ def _group_vectors(coded: CodedLabels, group: IntArray) -> FloatArray:
 
 
 def _decompose(za: FloatArray, zb: FloatArray, zc: FloatArray) -> tuple[FloatArray, FloatArray] | None:
-    """Weights and components (columns) of $M_2 = \\sum_h w_h \\mu_h^{\\otimes2}$ and $M_3$."""
+    r"""Weights and components (columns) of $M_2 = \sum_h w_h \mu_h^{\otimes2}$ and $M_3$."""
     n, k = zc.shape
     m2 = za.T @ zb / n
     m2 = (m2 + m2.T) / 2
@@ -212,15 +251,6 @@ def _project(rows: FloatArray) -> FloatArray:
     """Rows clipped at `EPS` and scaled to sum to one."""
     rows = np.maximum(rows, EPS)
     return np.asarray(rows / rows.sum(axis=-1, keepdims=True))
-
-
-def _group_posteriors(coded: CodedLabels, group_confusions: FloatArray, prior: FloatArray) -> FloatArray:
-    """Class posteriors of the items, every worker answering with their group's confusions."""
-    group = worker_groups(coded)
-    logs = np.log(group_confusions[group[coded.worker_idx], :, coded.label_idx])  # (n_labels, K)
-    scores = _sum_by_item(coded, logs)
-    probas, _ = softmax_rows(scores + np.log(prior))
-    return probas
 
 
 def _worker_confusions(coded: CodedLabels, probas: FloatArray) -> FloatArray:
