@@ -21,9 +21,10 @@ from labelmill.quality._codes import (
     softmax_rows,
     vote_counts,
 )
+from labelmill.quality.spectral import spectral_probas
 from labelmill.quality.wawa import weighted_probas
 
-Init = Literal["mv", "wawa"]
+Init = Literal["mv", "wawa", "spectral"]
 #: Floor for probabilities before taking logs (crowd-kit uses the same 1e-10).
 EPS = 1e-10
 #: Smoothing candidates of `smoothing="auto"`: none (plain Dawid–Skene) to strong.
@@ -65,6 +66,11 @@ class DawidSkene(LabelAggregator):
     per label improves by less than `tol` over a cycle. A negative `tol` runs exactly `n_iter`
     plain EM steps: with `smoothing=0, prior_smoothing=0, init="mv", tol<0` this is crowd-kit's
     `DawidSkene` (labels equal, posteriors within float error).
+
+    `init` chooses the posteriors EM starts from: majority-vote shares (`"mv"`, the default),
+    agreement-weighted votes (`"wawa"`), or `"spectral"`: the E-step from confusions estimated by
+    the method of moments of Zhang et al. (`quality.spectral.spectral_confusions`), which does not
+    trust the majority and so starts EM near the right optimum when many workers are biased.
 
     A. P. Dawid and A. M. Skene, "Maximum Likelihood Estimation of Observer Error-Rates Using
     the EM Algorithm", Journal of the Royal Statistical Society C 28(1), 1979, 20–28.
@@ -389,10 +395,13 @@ def label_matrix(coded: CodedLabels) -> sp.csr_matrix:
 
 
 def initial_probas(coded: CodedLabels, init: Init) -> FloatArray:
-    """Starting posteriors: plain vote shares (`"mv"`) or agreement-weighted ones (`"wawa"`)."""
+    """Starting posteriors: plain vote shares (`"mv"`), agreement-weighted ones (`"wawa"`), or the
+    E-step from the spectral estimate of the confusions (`"spectral"`, `quality.spectral`)."""
     plain = normalize_rows(vote_counts(coded))
     if init == "mv":
         return plain
     if init == "wawa":
         return weighted_probas(coded, agreement_skills(coded, plain.argmax(axis=1)), plain)
-    raise ValueError(f"init must be 'mv' or 'wawa', not {init!r}")
+    if init == "spectral":
+        return spectral_probas(coded)
+    raise ValueError(f"init must be 'mv', 'wawa' or 'spectral', not {init!r}")
