@@ -152,14 +152,7 @@ def test_folds_never_take_all_labels_of_an_item(coded: CodedLabels, n_folds: int
         assert np.all(kept >= 1)
     # Row order does not change which (item, worker, label) goes to which fold.
     order = np.random.default_rng(seed).permutation(coded.n_labels)
-    shuffled = CodedLabels(
-        coded.item_idx[order],
-        coded.worker_idx[order],
-        coded.label_idx[order],
-        coded.items,
-        coded.workers,
-        coded.classes,
-    )
+    shuffled = coded.take(order)
     moved = label_folds(shuffled, n_folds, seed)
     before = zip(coded.item_idx, coded.worker_idx, coded.label_idx, folds, strict=True)
     after = zip(shuffled.item_idx, shuffled.worker_idx, shuffled.label_idx, moved, strict=True)

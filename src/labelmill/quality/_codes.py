@@ -51,6 +51,18 @@ class CodedLabels:
     def n_classes(self) -> int:
         return int(self.classes.shape[0])
 
+    def take(self, rows: Any) -> CodedLabels:
+        """The labels at ``rows`` (positions or a boolean mask), in that order, with every
+        item, worker and class kept, so positions into them stay aligned."""
+        return CodedLabels(
+            self.item_idx[rows],
+            self.worker_idx[rows],
+            self.label_idx[rows],
+            self.items,
+            self.workers,
+            self.classes,
+        )
+
 
 def encode(
     data: Any,
@@ -220,14 +232,7 @@ def _drop_duplicates(coded: CodedLabels, *, keep: Literal["first", "last"]) -> C
         rows = np.sort(first)
     else:
         raise ValueError(f"duplicates must be 'keep', 'first' or 'last', not {keep!r}")
-    return CodedLabels(
-        coded.item_idx[rows],
-        coded.worker_idx[rows],
-        coded.label_idx[rows],
-        coded.items,
-        coded.workers,
-        coded.classes,
-    )
+    return coded.take(rows)
 
 
 def sort_by_item(coded: CodedLabels) -> CodedLabels:
@@ -235,14 +240,7 @@ def sort_by_item(coded: CodedLabels) -> CodedLabels:
     if coded.n_labels < 2 or bool(np.all(coded.item_idx[1:] >= coded.item_idx[:-1])):
         return coded
     order = np.argsort(coded.item_idx, kind="stable")
-    return CodedLabels(
-        coded.item_idx[order],
-        coded.worker_idx[order],
-        coded.label_idx[order],
-        coded.items,
-        coded.workers,
-        coded.classes,
-    )
+    return coded.take(order)
 
 
 def weighted_count(index: IntArray, weights: FloatArray, size: int) -> FloatArray:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -96,7 +95,7 @@ class AutoAggregator(LabelAggregator):
             rows_out = np.flatnonzero(folds == fold)
             if rows_out.size == 0:
                 continue
-            kept = _subset(coded, folds != fold)
+            kept = coded.take(folds != fold)
             for name, template in named:
                 # Workers whose every label is held out stay on the axis with no labels; some
                 # models divide by their count. Their fitted parameters are never read (unseen
@@ -157,18 +156,6 @@ def label_folds(coded: CodedLabels, n_folds: int, seed: int) -> IntArray:
     folds[order] = (rank + offset[item_sorted]) % n_folds
     folds[per_item[coded.item_idx] < 2] = -1
     return folds
-
-
-def _subset(coded: CodedLabels, keep: Any) -> CodedLabels:
-    """The kept labels, with every item, worker and class kept (so positions stay aligned)."""
-    return CodedLabels(
-        coded.item_idx[keep],
-        coded.worker_idx[keep],
-        coded.label_idx[keep],
-        coded.items,
-        coded.workers,
-        coded.classes,
-    )
 
 
 def heldout_loglik(
