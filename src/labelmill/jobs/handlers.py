@@ -68,14 +68,8 @@ def run_import(db: Database, job: Job) -> dict[str, Any]:
         records = scan_media_folder(folder)
     else:
         fmt = params.get("format")
-        given = params.get("columns") or {}
-        columns = parse_column_options(
-            gold=given.get("gold"),
-            annotations=given.get("annotation"),
-            meta=given.get("meta"),
-            drop=given.get("drop"),
-            id_column=given.get("id"),
-        )
+        # the import route's options, as parse_column_options' keywords
+        columns = parse_column_options(**(params.get("columns") or {}))
         with db.session() as session:
             schema = project_service.load_schema(
                 project_service.get_project(session, job.project_id).label_schema

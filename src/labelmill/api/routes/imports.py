@@ -118,14 +118,16 @@ async def create_import(
 ) -> Any:
     project = project_service.project_for(session, user, project_id, project_service.MANAGE)
     schema = project_service.load_schema(project.label_schema)
-    try:
-        parse_column_options(  # refused here, before anything is uploaded or queued
-            gold=gold_column,
-            annotations=annotation_column,
-            meta=meta_column,
-            drop=drop_column,
-            id_column=id_column,
-        ).with_schema({c.name: c.type for c in schema.controls})
+    # parse_column_options' own keywords: the import job parses the same options again
+    column_options: dict[str, Any] = {
+        "gold": gold_column,
+        "annotations": annotation_column,
+        "meta": meta_column,
+        "drop": drop_column,
+        "id_column": id_column,
+    }
+    try:  # refused here, before anything is uploaded or queued
+        parse_column_options(**column_options).with_schema({c.name: c.type for c in schema.controls})
     except ValueError as exc:
         raise Invalid(str(exc), field="columns") from None
     session.commit()
@@ -134,13 +136,7 @@ async def create_import(
         "format": format,
         "on_duplicate": on_duplicate,
         "media": media.url,
-        "columns": {
-            "gold": gold_column,
-            "annotation": annotation_column,
-            "meta": meta_column,
-            "drop": drop_column,
-            "id": id_column,
-        },
+        "columns": column_options,
     }
     job_id = await run_in_threadpool(_queue_import, db, user, project_id, files, uploads, params)
     await run_in_threadpool(executor.submit, job_id)
